@@ -1,0 +1,52 @@
+# The two commands of the README:  make book   and   make test
+# Both create .venv on first use and install the pinned package set (constraints.txt).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JB_FLAGS := -W --keep-going -n
+
+.PHONY: book test install browser notebooks sync clean clean-results bench
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	# torch first, pinned, so pip never reaches for a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The site: execute every chapter and build _build/html; any warning or failing cell fails it.
+book: $(STAMP)
+	@# The execution cache keys on chapter text only; drop it when helpers, config or data change.
+	@mkdir -p _build; h=$$(cat helpers/*.py config.yaml book/_ext/*.py $$(find data -type f | sort) | sha256sum | cut -c1-16); \
+	  if [ "$$(cat _build/.inputs-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache; echo "$$h" > _build/.inputs-hash; fi
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+
+## Chromium for the browser check (Debian package; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+## Unit and property tests, a strict build of the real book, and a browser check of every page.
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+## Chapters as notebooks (notebooks/*.ipynb) and scripts (scripts/*.py), generated from chapters/*.md.
+notebooks: $(STAMP)
+	$(BIN)/jupytext --sync chapters/*.md
+
+bench: $(STAMP)
+	$(BIN)/python bench/embed_overhead.py
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/build_warm_cold.py
+
+clean:
+	rm -rf _build notebooks scripts
+
+clean-results:
+	rm -rf results

@@ -1,0 +1,252 @@
+"""The one place that configures Altair for every chapter, and the chart vocabulary they share.
+
+Charts must render with no network: in the built site, in a notebook and in print. The
+``book`` renderer (enabled by :func:`setup_altair`) emits HTML holding
+
+* a static SVG of the chart, rendered at build time by vl-convert (shows without
+  JavaScript, in print, and in notebooks), and
+* the Vega-Lite spec with its data inline, which ``book/_static/book-charts.js`` upgrades
+  to an interactive chart (tooltips) using the Vega bundle vendored into the site.
+
+Nothing is fetched from a CDN. Every subject keeps one colour across all chapters.
+
+Example
+-------
+>>> setup_altair(["biology", "history", "physics"])            # doctest: +SKIP
+>>> chart = projection_scatter(frame, "PC1 (41% of variance)", "PC2 (9%)")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import vl_convert as vlc
+from sklearn.decomposition import PCA
+
+# Colour-blind-safe qualitative palette (Okabe & Ito), then Tableau extras.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#8c564b", "#7f7f7f"]
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+VL_VERSION = "6.4"  # Altair 6 emits Vega-Lite 6.4 specs; vl-convert bundles that version
+_subject_order: list[str] = []
+
+
+def register_subjects(subjects: Sequence[str]) -> None:
+    """Fix the colour of each subject: first registered, first colour. Later calls only append."""
+    for s in sorted(set(subjects)):
+        if s not in _subject_order:
+            _subject_order.append(s)
+
+
+def subject_colors(subjects: Sequence[str] | None = None) -> alt.Scale:
+    """An Altair colour scale giving every subject its book-wide colour."""
+    if subjects is not None:
+        register_subjects(subjects)
+    domain = list(_subject_order)
+    return alt.Scale(domain=domain, range=[PALETTE[i % len(PALETTE)] for i in range(len(domain))])
+
+
+def _book_theme() -> alt.theme.ThemeConfig:
+    return alt.theme.ThemeConfig(
+        config={
+            "background": "#ffffff",
+            "font": FONT,
+            "view": {"stroke": "#d0d4da"},
+            "axis": {"labelFontSize": 12, "titleFontSize": 13, "titleFontWeight": "normal", "gridColor": "#eceff3"},
+            "legend": {"labelFontSize": 12, "titleFontSize": 13, "orient": "bottom"},
+            "header": {"labelFontSize": 13, "titleFontSize": 13},
+            "title": {"fontSize": 15, "anchor": "start", "fontWeight": "bold", "subtitleFontSize": 12},
+            "point": {"filled": True, "size": 40, "opacity": 0.75},
+        }
+    )
+
+
+def chart_html(spec: dict) -> str:
+    """HTML for one chart: static SVG fallback plus the inline spec for the interactive upgrade."""
+    svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+    chart_id = f"book-chart-{uuid.uuid4().hex[:10]}"
+    payload = html.escape(json.dumps(spec, separators=(",", ":")), quote=False)
+    return (
+        f'<div class="book-chart" id="{chart_id}">'
+        f'<div class="book-chart-static">{svg}</div>'
+        f'<script type="application/json" class="book-chart-spec">{payload}</script>'
+        "</div>"
+    )
+
+
+def _book_renderer(spec: dict, **kwargs) -> dict:
+    return {"text/html": chart_html(spec), "text/plain": "<Altair chart: see the rendered output>"}
+
+
+def setup_altair(subjects: Sequence[str] = ()) -> None:
+    """Configure Altair for the book: offline renderer, theme, inline data, subject colours."""
+    alt.renderers.register("book", _book_renderer)
+    alt.renderers.enable("book")
+    alt.theme.register("book", enable=True)(_book_theme)
+    alt.data_transformers.disable_max_rows()
+    register_subjects(subjects)
+
+
+# --------------------------------------------------------------------------- projections
+
+
+def pca_projection(X: np.ndarray, fit_on: np.ndarray | None = None, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """2-D PCA coordinates of ``X`` and the variance share of each axis.
+
+    By default PCA is fit on ``X`` itself; pass ``fit_on`` to project ``X`` on axes fit to
+    another set (e.g. the same texts under another model, or a reference split).
+    """
+    pca = PCA(n_components=n_components, svd_solver="full", random_state=0).fit(X if fit_on is None else fit_on)
+    coords = pca.transform(X)
+    # Fix each axis's sign so reruns do not mirror the picture.
+    signs = np.sign(coords[np.abs(coords).argmax(axis=0), range(n_components)])
+    return coords * signs, pca.explained_variance_ratio_
+
+
+def axis_title(k: int, share: float) -> str:
+    """E.g. ``"PC1 (41% of variance)"``."""
+    return f"PC{k} ({share:.0%} of variance)"
+
+
+def snippet(text: str, words: int = 14) -> str:
+    """The first words of a chunk, for tooltips."""
+    parts = text.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+def projection_frame(X: np.ndarray, subjects: Sequence[str], texts: Sequence[str], model: str, fit_on=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows ready for :func:`projection_scatter`: x, y, subject, snippet, model."""
+    coords, shares = pca_projection(np.asarray(X), fit_on=fit_on)
+    frame = pd.DataFrame(
+        {"x": coords[:, 0], "y": coords[:, 1], "subject": list(subjects), "snippet": [snippet(t) for t in texts], "model": model}
+    )
+    return frame, shares
+
+
+# --------------------------------------------------------------------------- chart vocabulary
+
+
+def projection_scatter(frame: pd.DataFrame, x_title: str, y_title: str, title: str = "", width: int = 300, height: int = 280) -> alt.Chart:
+    """Scatter of a 2-D projection, coloured by subject, tooltips with subject and the chunk's first words."""
+    return (
+        alt.Chart(frame, title=title)
+        .mark_point()
+        .encode(
+            x=alt.X("x:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)),
+            y=alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)),
+            color=alt.Color("subject:N", scale=subject_colors(frame["subject"]), title="Subject"),
+            shape=alt.Shape("subject:N", title="Subject"),
+            tooltip=[alt.Tooltip("subject:N", title="subject"), alt.Tooltip("snippet:N", title="chunk")],
+        )
+        .properties(width=width, height=height)
+    )
+
+
+def projection_grid(panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]], width: int = 260, height: int = 250) -> alt.HConcatChart:
+    """Side-by-side projections (one per model) of the same texts; each panel has its own PCA axes."""
+    charts = [
+        projection_scatter(frame, axis_title(1, shares[0]), axis_title(2, shares[1]), title=name, width=width, height=height)
+        for frame, shares, name in panels
+    ]
+    return alt.hconcat(*charts).resolve_scale(x="independent", y="independent")
+
+
+def cosine_distributions(frame: pd.DataFrame, width: int = 260, height: int = 180) -> alt.FacetChart:
+    """Histograms of pairwise cosine similarity, same-subject vs different-subject pairs, one panel per model.
+
+    ``frame`` has columns ``cosine``, ``pair`` ("same subject"/"different subjects") and ``model``.
+    """
+    return (
+        alt.Chart(frame)
+        .transform_bin("bin", "cosine", bin=alt.Bin(extent=[-0.4, 1.0], step=0.02))
+        .transform_aggregate(count="count()", groupby=["bin", "pair", "model"])
+        .transform_joinaggregate(total="sum(count)", groupby=["pair", "model"])
+        .transform_calculate(share="datum.count / datum.total")
+        .mark_area(opacity=0.55, interpolate="step")
+        .encode(
+            x=alt.X("bin:Q", title="cosine similarity of a pair", scale=alt.Scale(domain=[-0.4, 1.0])),
+            y=alt.Y("share:Q", title="share of pairs", stack=None, axis=alt.Axis(format="%")),
+            color=alt.Color("pair:N", title="Pair", scale=alt.Scale(domain=["same subject", "different subjects"], range=["#009E73", "#7f7f7f"])),
+            tooltip=[alt.Tooltip("pair:N"), alt.Tooltip("bin:Q", title="cosine", format=".2f"), alt.Tooltip("share:Q", format=".1%")],
+        )
+        .properties(width=width, height=height)
+        .facet(column=alt.Column("model:N", title=None, sort=None))
+        .resolve_scale(y="independent")
+    )
+
+
+def pair_cosines(X: np.ndarray, subjects: Sequence[str], model: str, max_pairs: int = 20000, seed: int = 0) -> pd.DataFrame:
+    """Cosines of (a sample of) all pairs, labelled same/different subject: input for :func:`cosine_distributions`."""
+    U = np.asarray(X, dtype=np.float64)
+    U = U / np.linalg.norm(U, axis=1, keepdims=True)
+    i, j = np.triu_indices(len(U), k=1)
+    if len(i) > max_pairs:
+        pick = np.random.default_rng(seed).choice(len(i), size=max_pairs, replace=False)
+        i, j = i[pick], j[pick]
+    subjects = np.asarray(subjects)
+    same = subjects[i] == subjects[j]
+    return pd.DataFrame(
+        {"cosine": np.einsum("ij,ij->i", U[i], U[j]), "pair": np.where(same, "same subject", "different subjects"), "model": model}
+    )
+
+
+def metric_bars(frame: pd.DataFrame, metric_titles: dict[str, str], width: int = 150, height: int = 110, columns: int = 4) -> alt.FacetChart:
+    """One small bar chart per metric, bars per model. ``frame``: columns ``model``, ``metric``, ``value``."""
+    frame = frame.assign(title=frame["metric"].map(metric_titles))
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            y=alt.Y("model:N", title=None, sort=None),
+            x=alt.X("value:Q", title=None),
+            color=alt.Color("model:N", legend=None, scale=alt.Scale(range=["#7f7f7f", "#0072B2", "#D55E00", "#009E73", "#CC79A7"])),
+            tooltip=[alt.Tooltip("model:N"), alt.Tooltip("title:N", title="metric"), alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(width=width, height=height)
+        .facet(facet=alt.Facet("title:N", title=None, sort=list(metric_titles.values())), columns=columns)
+        .resolve_scale(x="independent")
+    )
+
+
+def line_chart(frame: pd.DataFrame, x: str, y: str, color: str | None = None, x_title: str = "", y_title: str = "",
+               title: str = "", width: int = 300, height: int = 200, y_zero: bool = True) -> alt.Chart:
+    """Lines with points, e.g. a metric over training steps or over layers."""
+    enc = {
+        "x": alt.X(f"{x}:Q", title=x_title or x),
+        "y": alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(zero=y_zero)),
+        "tooltip": [alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".3f")],
+    }
+    if color:
+        enc["color"] = alt.Color(f"{color}:N", title=None, sort=None,
+                                 scale=alt.Scale(range=["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#7f7f7f"]))
+        enc["tooltip"] = [alt.Tooltip(f"{color}:N"), *enc["tooltip"]]
+    return alt.Chart(frame, title=title).mark_line(point=True).encode(**enc).properties(width=width, height=height)
+
+
+def confusion_heatmap(confusion: np.ndarray, labels: Sequence[str], title: str = "", size: int = 170) -> alt.LayerChart:
+    """A confusion matrix (rows: true subject, columns: predicted) with counts printed in the cells."""
+    rows = [
+        {"true": t, "predicted": p, "count": int(confusion[i, j])}
+        for i, t in enumerate(labels)
+        for j, p in enumerate(labels)
+    ]
+    frame = pd.DataFrame(rows)
+    base = alt.Chart(frame, title=title).encode(
+        x=alt.X("predicted:N", title="predicted", sort=list(labels)),
+        y=alt.Y("true:N", title="true subject", sort=list(labels)),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),
+        tooltip=["true:N", "predicted:N", "count:Q"],
+    )
+    threshold = max(1, frame["count"].max() / 2)
+    text = base.mark_text(fontSize=12).encode(
+        text="count:Q",
+        color=alt.condition(alt.datum.count > threshold, alt.value("white"), alt.value("#222")),
+    )
+    return (cells + text).properties(width=size, height=size)

@@ -1,0 +1,139 @@
+"""Encode texts into float32 arrays, with a verified on-disk cache.
+
+The cache key is a hash of the texts (in order), the model's weights fingerprint, pooling,
+normalisation and maximum length: change any of them and the vectors are recomputed.
+Files are written atomically and checked on load; a truncated or corrupt file is
+reported, deleted and recomputed, never used.
+
+Example
+-------
+>>> from helpers.encoders import load_encoder
+>>> enc = load_encoder("packaged:all-MiniLM-L6-v2")                      # doctest: +SKIP
+>>> X = embed(enc, ["Cells divide.", "Rome fell."], cache_dir="results/cache")  # doctest: +SKIP
+>>> X.shape, X.dtype                                                      # doctest: +SKIP
+((2, 384), dtype('float32'))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .encoders import Encoder
+from .storage import CorruptCacheError, load_arrays, save_arrays, settings_key
+
+log = logging.getLogger(__name__)
+
+
+def texts_hash(texts: Sequence[str]) -> str:
+    """SHA-256 over the texts in order (a length prefix keeps boundaries unambiguous)."""
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def cache_path(cache_dir: Path, kind: str, encoder: Encoder, texts: Sequence[str]) -> Path:
+    key = settings_key({"kind": kind, "texts": texts_hash(texts), **encoder.identity})
+    return Path(cache_dir) / f"{kind}-{key}.npz"
+
+
+def _load_cached(path: Path, n_rows: int, axis: int) -> np.ndarray | None:
+    if not path.exists():
+        return None
+    try:
+        vectors = load_arrays(path)["vectors"]
+        if vectors.shape[axis] != n_rows:
+            raise CorruptCacheError(f"{path}: holds {vectors.shape[axis]} rows, expected {n_rows}")
+        return vectors
+    except (CorruptCacheError, KeyError) as exc:
+        log.warning("ignoring corrupt embedding cache and recomputing: %s", exc)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def count_truncated(encoder: Encoder, texts: Sequence[str]) -> int:
+    """How many texts exceed the encoder's token window (they are truncated when encoded)."""
+    tok = encoder.model.tokenizer
+    lengths = [len(ids) for ids in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+    return int(sum(n > encoder.max_length for n in lengths))
+
+
+def _report_truncation(encoder: Encoder, texts: Sequence[str]) -> None:
+    n = count_truncated(encoder, texts)
+    if n:
+        log.warning(
+            "%d of %d texts are longer than max_length=%d tokens for %s and were truncated",
+            n, len(texts), encoder.max_length, encoder.name,
+        )
+
+
+def embed(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> np.ndarray:
+    """Sentence embeddings of ``texts`` as a float32 array aligned with ``texts``.
+
+    ``SentenceTransformer.encode`` batches and sorts by length internally (so padding is
+    minimal) and restores the input order. With ``cache_dir`` the result is cached.
+    """
+    texts = list(texts)
+    path = cache_path(Path(cache_dir), "sentences", encoder, texts) if cache_dir else None
+    if path is not None and (hit := _load_cached(path, len(texts), axis=0)) is not None:
+        return hit
+    _report_truncation(encoder, texts)
+    vectors = encoder.encode(texts, batch_size=batch_size, progress=progress).astype(np.float32, copy=False)
+    if path is not None:
+        save_arrays(path, vectors=vectors)
+    return vectors
+
+
+@torch.inference_mode()
+def layer_embeddings(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Mean-pooled sentence vectors from every hidden layer: shape ``(layers + 1, n, dim)``.
+
+    Layer 0 is the embedding layer. Vectors are mean-pooled over real tokens (padding
+    excluded) and unit-normalised if the encoder normalises.
+    """
+    texts = list(texts)
+    path = cache_path(Path(cache_dir), "layers", encoder, texts) if cache_dir else None
+    if path is not None and (hit := _load_cached(path, len(texts), axis=1)) is not None:
+        return hit
+    st = encoder.model
+    transformer = st[0].auto_model
+    tok = st.tokenizer
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch = [texts[i] for i in order[start : start + batch_size]]
+        enc = tok(batch, padding=True, truncation=True, max_length=encoder.max_length, return_tensors="pt")
+        out = transformer(**enc, output_hidden_states=True)
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        pooled = [(h * mask).sum(1) / mask.sum(1) for h in out.hidden_states]
+        chunks.append(torch.stack(pooled).numpy())
+    stacked = np.concatenate(chunks, axis=1)
+    result = np.empty_like(stacked)
+    result[:, order] = stacked
+    if encoder.normalize:
+        result /= np.linalg.norm(result, axis=-1, keepdims=True)
+    result = result.astype(np.float32)
+    if path is not None:
+        save_arrays(path, vectors=result)
+    return result

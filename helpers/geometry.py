@@ -1,0 +1,295 @@
+"""Geometry of a set of sentence embeddings: anisotropy, isotropy, clusters, separability.
+
+Every function takes an array ``X`` of shape ``(n_points, dim)`` (rows are embeddings) and,
+where subjects matter, an array of ``labels``. Cosine-based metrics normalise rows
+themselves, so raw or unit-length vectors give the same answer. scikit-learn does the
+work wherever it already offers the computation (PCA, k-NN, logistic regression,
+silhouette, confusion matrix); the rest is written here and says so.
+
+Example
+-------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(500, 50))
+>>> round(mean_pairwise_cosine(X), 2)
+0.0
+>>> round(mean_pairwise_cosine(X + 10), 2)      # a shared offset builds a narrow cone
+0.99
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.spatial.distance import pdist
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, silhouette_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean length (zero rows stay zero)."""
+    X = np.asarray(X, dtype=np.float64)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms == 0, 1.0, norms)
+
+
+def mean_pairwise_cosine(X: np.ndarray) -> float:
+    """Mean cosine similarity over all pairs of distinct rows.
+
+    Ethayarajh (2019) estimates anisotropy as the expected cosine between randomly sampled
+    representations: 0 for an isotropic cloud, near 1 for a narrow cone. This computes that
+    expectation exactly over all ``n(n-1)/2`` pairs, using
+    ``sum_{i != j} u_i . u_j = |sum_i u_i|^2 - n`` for unit vectors ``u``. Range [-1/(n-1), 1].
+    Written here: no library offers it. O(n d).
+
+    >>> round(mean_pairwise_cosine(np.eye(3)), 3)
+    0.0
+    """
+    U = unit_rows(X)
+    n = len(U)
+    if n < 2:
+        raise ValueError("mean_pairwise_cosine needs at least 2 rows")
+    s = U.sum(axis=0)
+    return float((s @ s - n) / (n * (n - 1)))
+
+
+def within_between_cosine(X: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean cosine over same-label pairs and over different-label pairs.
+
+    Exact, via per-label sums of unit vectors (O(n d)). A model that separates subjects has
+    within well above between; an anisotropic model has both near 1. Written here.
+
+    >>> X = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1]])
+    >>> w, b = within_between_cosine(X, np.array([0, 0, 1, 1]))
+    >>> w > 0.99 and b < 0.2
+    True
+    """
+    U = unit_rows(X)
+    labels = np.asarray(labels)
+    total = U.sum(axis=0)
+    n = len(U)
+    within_sum, within_pairs = 0.0, 0
+    for lab in np.unique(labels):
+        part = U[labels == lab]
+        s = part.sum(axis=0)
+        within_sum += s @ s - len(part)
+        within_pairs += len(part) * (len(part) - 1)
+    all_sum = total @ total - n
+    all_pairs = n * (n - 1)
+    between_pairs = all_pairs - within_pairs
+    within = within_sum / within_pairs if within_pairs else float("nan")
+    between = (all_sum - within_sum) / between_pairs if between_pairs else float("nan")
+    return float(within), float(between)
+
+
+def explained_variance_spectrum(X: np.ndarray, n_components: int | None = None) -> np.ndarray:
+    """Share of variance on each principal component (scikit-learn PCA), summing to 1 over all components.
+
+    >>> spec = explained_variance_spectrum(np.random.default_rng(0).normal(size=(200, 5)))
+    >>> round(float(spec.sum()), 6)
+    1.0
+    """
+    X = np.asarray(X, dtype=np.float64)
+    k = min(X.shape) if n_components is None else n_components
+    return PCA(n_components=k, svd_solver="full").fit(X).explained_variance_ratio_
+
+
+def pc1_share(X: np.ndarray) -> float:
+    """Fraction of total variance on the first principal component, in [1/d, 1].
+
+    Ethayarajh (2019) calls this the maximum explainable variance. One dominant
+    direction (a cone's axis after centering, or a rogue dimension) gives a high share.
+    """
+    return float(explained_variance_spectrum(X, n_components=1)[0])
+
+
+def isoscore(X: np.ndarray) -> float:
+    """IsoScore of Rudman et al. (2022): how uniformly variance spreads over all dimensions.
+
+    Steps: rotate into the PCA basis, take the variance vector ``v`` (length ``d``), rescale
+    it to norm ``sqrt(d)``, isotropy defect ``delta = |v - 1| / sqrt(2(d - sqrt d))``,
+    dimensions used ``k = (d - delta^2 (d - sqrt d))^2 / d``, and IsoScore ``(k - 1)/(d - 1)``.
+    Range [0, 1]: 1 when every dimension has the same variance, 0 when all variance lies on
+    one line. Invariant to the mean, to rotations and to a global scale. With fewer points
+    than dimensions at most ``n - 1`` variances are non-zero, which caps the score (see
+    :func:`isoscore_ceiling`). Written here, following the authors' reference code
+    (the ``IsoScore`` package), to avoid a dependency on it.
+
+    >>> round(isoscore(np.random.default_rng(0).normal(size=(20000, 10))), 2)
+    1.0
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    if n < 2 or d < 2:
+        raise ValueError("isoscore needs at least 2 points in at least 2 dimensions")
+    centered = X - X.mean(axis=0)
+    # Variances along principal axes = eigenvalues of the covariance (zeros past rank).
+    sing = np.linalg.svd(centered, compute_uv=False)
+    variances = np.zeros(d)
+    variances[: len(sing)] = sing**2 / (n - 1)
+    norm = np.linalg.norm(variances)
+    if norm == 0:
+        return 0.0
+    v = variances * np.sqrt(d) / norm
+    delta = np.linalg.norm(v - 1.0) / np.sqrt(2 * (d - np.sqrt(d)))
+    k = (d - delta**2 * (d - np.sqrt(d))) ** 2 / d
+    return float(np.clip((k - 1) / (d - 1), 0.0, 1.0))
+
+
+def isoscore_ceiling(n_points: int, dim: int) -> float:
+    """The largest IsoScore ``n_points`` points can reach in ``dim`` dimensions.
+
+    With ``r = min(n_points - 1, dim)`` equal non-zero variances, ``k = r`` and the score is
+    ``(r - 1)/(dim - 1)``. Derived from the IsoScore formula.
+    """
+    r = min(n_points - 1, dim)
+    return float((r - 1) / (dim - 1))
+
+
+def partition_isotropy(X: np.ndarray) -> float:
+    """Partition-function isotropy I(W) of Mu & Viswanath (2018), in [0, 1].
+
+    ``Z(c) = sum_i exp(c . x_i)`` and ``I = min_c Z(c) / max_c Z(c)`` over unit vectors ``c``,
+    estimated, as the authors do, with ``c`` ranging over the eigenvectors of ``X^T X``.
+    1 means no direction is preferred. Rows are used as given (unit-normalise first for
+    sentence embeddings). Written here; computed in log space for stability.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    _, _, vt = np.linalg.svd(X, full_matrices=False)
+    proj = X @ vt.T  # (n, r): c . x_i for each eigenvector c
+    log_z = np.logaddexp.reduce(proj, axis=0)
+    return float(np.exp(log_z.min() - log_z.max()))
+
+
+def alignment(X: np.ndarray, labels: np.ndarray, alpha: float = 2.0) -> float:
+    """Alignment of Wang & Isola (2020) with same-subject pairs as positives: ``E ||u - v||^alpha``.
+
+    Computed on unit vectors over all same-label pairs; lower is better, range [0, 2^alpha].
+    For alpha = 2 it equals ``2 - 2 * within-subject mean cosine``.
+    """
+    U = unit_rows(X)
+    labels = np.asarray(labels)
+    total, count = 0.0, 0
+    for lab in np.unique(labels):
+        part = U[labels == lab]
+        if len(part) < 2:
+            continue
+        d = pdist(part)
+        total += float(np.sum(d**alpha))
+        count += len(d)
+    if count == 0:
+        raise ValueError("alignment needs at least one label with two points")
+    return total / count
+
+
+def uniformity(X: np.ndarray, t: float = 2.0) -> float:
+    """Uniformity of Wang & Isola (2020): ``log E exp(-t ||u - v||^2)`` over pairs of unit vectors.
+
+    Lower is better. With t = 2 the range is [-8, 0]: 0 when every point coincides, about -4
+    for points spread uniformly on a high-dimensional sphere. By Jensen's inequality it is
+    at least ``-2t (1 - mean cosine)``, which ties it to :func:`mean_pairwise_cosine`.
+    """
+    U = unit_rows(X)
+    sq = pdist(U, "sqeuclidean")
+    # log-mean-exp, stable
+    a = -t * sq
+    return float(np.logaddexp.reduce(a) - np.log(len(a)))
+
+
+def subject_silhouette(X: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette of the subject labels under cosine distance (scikit-learn), in [-1, 1]."""
+    return float(silhouette_score(unit_rows(X), labels, metric="cosine"))
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Held-out accuracy of one classifier, with its confusion matrix (rows: true, columns: predicted)."""
+
+    accuracy: float
+    labels: list[str]
+    confusion: np.ndarray
+    predictions: np.ndarray
+
+
+def _classify(model, X_train, y_train, X_test, y_test) -> Classification:
+    model.fit(unit_rows(X_train), y_train)
+    pred = model.predict(unit_rows(X_test))
+    labels = sorted(set(np.asarray(y_train)) | set(np.asarray(y_test)))
+    return Classification(
+        accuracy=float(accuracy_score(y_test, pred)),
+        labels=[str(x) for x in labels],
+        confusion=confusion_matrix(y_test, pred, labels=labels),
+        predictions=pred,
+    )
+
+
+def knn_classification(X_train, y_train, X_test, y_test, k: int = 5) -> Classification:
+    """k-nearest-neighbour subject prediction (cosine distance), fit on train, scored on test."""
+    return _classify(KNeighborsClassifier(n_neighbors=k, metric="cosine"), X_train, y_train, X_test, y_test)
+
+
+def probe_classification(X_train, y_train, X_test, y_test, C: float = 1.0) -> Classification:
+    """Linear probe: standardised features and logistic regression, fit on train, scored on test."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    return _classify(probe, X_train, y_train, X_test, y_test)
+
+
+@dataclass(frozen=True)
+class GeometryReport:
+    """All the book's measurements for one model on one train/test split (test-set geometry)."""
+
+    n_test: int
+    dim: int
+    mean_cosine: float
+    within_cosine: float
+    between_cosine: float
+    pc1_share: float
+    isoscore: float
+    isoscore_ceiling: float
+    partition_isotropy: float
+    alignment: float
+    uniformity: float
+    silhouette: float
+    knn_accuracy: float
+    probe_accuracy: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def geometry_report(X_train, y_train, X_test, y_test, k: int = 5) -> GeometryReport:
+    """Measure the test split's geometry and the held-out subject accuracy of k-NN and a linear probe.
+
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(["a", "b"], 40)
+    >>> X = rng.normal(size=(80, 8))
+    >>> X[:, 0] += 6 * (y == "a"); X[:, 1] += 6 * (y == "b")
+    >>> r = geometry_report(X[::2], y[::2], X[1::2], y[1::2])
+    >>> r.knn_accuracy
+    1.0
+    """
+    X_test = np.asarray(X_test, dtype=np.float64)
+    y_test = np.asarray(y_test)
+    U = unit_rows(X_test)
+    within, between = within_between_cosine(U, y_test)
+    return GeometryReport(
+        n_test=len(U),
+        dim=U.shape[1],
+        mean_cosine=mean_pairwise_cosine(U),
+        within_cosine=within,
+        between_cosine=between,
+        pc1_share=pc1_share(U),
+        isoscore=isoscore(U),
+        isoscore_ceiling=isoscore_ceiling(*U.shape),
+        partition_isotropy=partition_isotropy(U),
+        alignment=alignment(U, y_test),
+        uniformity=uniformity(U),
+        silhouette=subject_silhouette(U, y_test),
+        knn_accuracy=knn_classification(X_train, y_train, X_test, y_test, k=k).accuracy,
+        probe_accuracy=probe_classification(X_train, y_train, X_test, y_test).accuracy,
+    )

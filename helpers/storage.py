@@ -1,0 +1,135 @@
+"""Atomic, verified storage for cached arrays and trained models.
+
+Caches and models are never half-written: arrays go to a temporary file that is renamed
+into place (``os.replace`` is atomic on one file system), models are built in a temporary
+folder that gets a completion marker and is then renamed. A process lock per model keeps
+two builds from training the same model at once; the second one waits and then reuses it.
+
+Example
+-------
+>>> import numpy as np, tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "x.npz"
+>>> save_arrays(p, vectors=np.ones((2, 3), dtype=np.float32))
+>>> load_arrays(p)["vectors"].shape
+(2, 3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "COMPLETE.json"
+
+
+class CorruptCacheError(RuntimeError):
+    """A cache file that exists but cannot be trusted."""
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` to ``path`` (``.npz``) atomically, with a checksum stored inside."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = _digest(arrays)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, __sha256__=np.array(digest), **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Read arrays written by :func:`save_arrays`, without pickle, verifying the checksum.
+
+    Raises :class:`CorruptCacheError` for a truncated, damaged or tampered file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise CorruptCacheError(f"{path}: unreadable cache file ({type(exc).__name__}: {exc})") from None
+    stored = arrays.pop("__sha256__", None)
+    if stored is None or str(stored) != _digest(arrays):
+        raise CorruptCacheError(f"{path}: checksum mismatch (the file was changed or partly written)")
+    return arrays
+
+
+def file_fingerprint(path: Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file's bytes (used to identify model weights)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def settings_key(settings: dict) -> str:
+    """A short stable hash of a JSON-able settings dict."""
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def is_complete(folder: Path) -> bool:
+    """True when ``folder`` was published by :func:`building_folder` (has its completion marker)."""
+    return (folder / COMPLETE_MARKER).is_file()
+
+
+@contextmanager
+def model_lock(final: Path, timeout: float = 3600) -> Iterator[None]:
+    """Hold an inter-process lock for building the model at ``final``."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final.parent / f".{final.name}.lock"), timeout=timeout):
+        yield
+
+
+@contextmanager
+def building_folder(final: Path, info: dict) -> Iterator[Path]:
+    """Yield a temporary folder to build into; on success mark it complete and rename it to ``final``.
+
+    Call inside :func:`model_lock`. Leftovers of an interrupted earlier build (temporary
+    folders, or a ``final`` folder without its marker) are removed first, so a rerun after
+    a crash recovers by itself. If the body raises, the temporary folder is deleted.
+    """
+    parent = final.parent
+    for stale in parent.glob(f".tmp-{final.name}-*"):
+        log.warning("removing leftovers of an interrupted build: %s", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    if final.exists() and not is_complete(final):
+        log.warning("removing incomplete model folder (no %s): %s", COMPLETE_MARKER, final)
+        shutil.rmtree(final)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".tmp-{final.name}-"))
+    try:
+        yield tmp
+        (tmp / COMPLETE_MARKER).write_text(json.dumps({**info, "completed": time.time()}, indent=2, default=str))
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -24,17 +24,28 @@ def _write_bundle(app, exc) -> None:
     target.write_text("(function(){\n" + code + "\n})();\n", encoding="utf-8")
 
 
+def _script_key(script) -> tuple:
+    attrs = getattr(script, "attributes", {})
+    return str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attrs.items()))
+
+
+class _UniqueScripts(list):
+    """A script list that yields each script once, whenever it was appended."""
+
+    def __iter__(self):
+        seen = set()
+        for script in list.__iter__(self):
+            key = _script_key(script)
+            if key not in seen:
+                seen.add(key)
+                yield script
+
+
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
-    # sphinx-thebe registers its inline config twice under Jupyter Book 1, which declares a
-    # `const` twice and logs a console error on every page; keep the first copy only.
-    seen, unique = set(), []
-    for script in context.get("script_files", []):
-        attrs = getattr(script, "attributes", {})
-        key = (str(getattr(script, "filename", script)), tuple(sorted((k, str(v)) for k, v in attrs.items())))
-        if key not in seen:
-            seen.add(key)
-            unique.append(script)
-    context["script_files"] = unique
+    # sphinx-thebe and sphinx-togglebutton register their inline config twice under Jupyter
+    # Book 1 (once with filename None, once with ""), so thebe's `const` is declared twice
+    # and every page logs a console error. Keep one copy of each script.
+    context["script_files"] = _UniqueScripts(context.get("script_files", []))
 
 
 def setup(app):

@@ -94,3 +94,53 @@ def metrics_table(rows: list[dict], label: str = "model") -> pd.DataFrame:
     table = frame[list(METRIC_TITLES)].T
     table.index = [METRIC_TITLES[k] for k in table.index]
     return table.rename_axis(columns=None)
+
+
+def layer_profile(cfg: Config, model: str | Encoder, texts: list[str]) -> pd.DataFrame:
+    """Per-layer geometry of mean-pooled sentence vectors (layer 0 = embedding layer).
+
+    Columns: ``layer``, ``mean_cosine``, ``pc1_share``, ``isoscore``; the Ethayarajh-style
+    curve of anisotropy against depth.
+    """
+    from .embeddings import layer_embeddings
+    from .geometry import isoscore, mean_pairwise_cosine, pc1_share
+
+    enc = model if isinstance(model, Encoder) else encoder_for(cfg, model)
+    layers = layer_embeddings(enc, list(texts), cache_dir=cfg.cache_dir, batch_size=cfg.encoding.batch_size)
+    rows = [
+        {"layer": i, "mean_cosine": mean_pairwise_cosine(X), "pc1_share": pc1_share(X), "isoscore": isoscore(X)}
+        for i, X in enumerate(layers)
+    ]
+    return pd.DataFrame(rows)
+
+
+def long_metrics(rows: list[dict], keys: list[str], label: str = "model") -> pd.DataFrame:
+    """Rows of measurements reshaped to (label, metric, value) for :func:`helpers.charts.metric_bars`."""
+    frame = pd.DataFrame(rows)
+    return frame.melt(id_vars=[label], value_vars=keys, var_name="metric", value_name="value")
+
+
+def per_subject_separation(emb: SplitEmbeddings, splits: DatasetDict, k: int = 5) -> pd.DataFrame:
+    """Per subject: held-out k-NN accuracy and mean silhouette of that subject's held-out chunks.
+
+    k-NN is fit on the training chunks of every subject (labels are known at search time);
+    silhouettes use all held-out chunks as context. Used to ask whether fine-tuning on some
+    subjects blurs the ones it never saw.
+    """
+    from sklearn.metrics import silhouette_samples
+
+    from .geometry import knn_classification, unit_rows
+
+    y_test = np.asarray(splits["test"]["subject"])
+    result = knn_classification(emb.train, list(splits["train"]["subject"]), emb.test, list(y_test), k=k)
+    sil = silhouette_samples(unit_rows(emb.test), y_test, metric="cosine")
+    rows = []
+    for subject in sorted(set(y_test)):
+        mask = y_test == subject
+        rows.append({
+            "subject": subject,
+            "knn_accuracy": float(np.mean(result.predictions[mask] == subject)),
+            "silhouette": float(sil[mask].mean()),
+            "n_test": int(mask.sum()),
+        })
+    return pd.DataFrame(rows)

@@ -21,6 +21,7 @@ def start(config: str | None = None) -> Config:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
     logging.getLogger().setLevel(logging.ERROR)
     from .analysis import corpus_splits
     from .charts import setup_altair

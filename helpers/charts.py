@@ -44,11 +44,18 @@ def register_subjects(subjects: Sequence[str]) -> None:
 
 
 def subject_colors(subjects: Sequence[str] | None = None) -> alt.Scale:
-    """An Altair colour scale giving every subject its book-wide colour."""
+    """An Altair colour scale giving every subject its book-wide colour.
+
+    With ``subjects`` the legend lists only those (new ones are registered); colours stay
+    the same as in every other chart.
+    """
     if subjects is not None:
         register_subjects(subjects)
-    domain = list(_subject_order)
-    return alt.Scale(domain=domain, range=[PALETTE[i % len(PALETTE)] for i in range(len(domain))])
+        present = set(subjects)
+        domain = [s for s in _subject_order if s in present]
+    else:
+        domain = list(_subject_order)
+    return alt.Scale(domain=domain, range=[PALETTE[_subject_order.index(s) % len(PALETTE)] for s in domain])
 
 
 def _book_theme() -> alt.theme.ThemeConfig:

@@ -81,13 +81,13 @@ class Pretraining(_Strict):
     num_layers: int = Field(default=4, ge=1)
     num_heads: int = Field(default=4, ge=1)
     intermediate_size: int = Field(default=1024, ge=16)
-    max_length: int = Field(default=128, ge=16, le=512)
-    batch_size: int = Field(default=32, ge=2)
-    steps: int = Field(default=400, ge=1)
+    max_length: int = Field(default=256, ge=16, le=512)
+    batch_size: int = Field(default=8, ge=2)
+    steps: int = Field(default=200, ge=1)
     learning_rate: float = Field(default=5e-4, gt=0)
-    warmup_steps: int = Field(default=40, ge=0)
+    warmup_steps: int = Field(default=20, ge=0)
     mask_probability: float = Field(default=0.15, gt=0, lt=1)
-    track_every: int = Field(default=25, ge=1)
+    track_every: int = Field(default=20, ge=1)
     extra_text_dir: Path | None = None
     seed: int = 13
 
@@ -96,12 +96,12 @@ class Finetuning(_Strict):
     losses: list[Literal["batch_all_triplet", "multiple_negatives"]] = Field(
         default_factory=lambda: ["batch_all_triplet", "multiple_negatives"], min_length=1
     )
-    epochs: int = Field(default=3, ge=1)
+    epochs: int = Field(default=2, ge=1)
     batch_size: int = Field(default=32, ge=4)
     learning_rate: float = Field(default=5e-5, gt=0)
-    max_length: int = Field(default=128, ge=8, le=8192)
+    max_length: int = Field(default=96, ge=8, le=8192)
     triplet_margin: float = Field(default=0.3, gt=0, le=2)
-    eval_steps: int = Field(default=4, ge=1)
+    eval_steps: int = Field(default=3, ge=1)
     seed: int = 13
 
 

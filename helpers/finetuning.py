@@ -194,7 +194,7 @@ def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: b
         num_train_epochs=f.epochs,
         per_device_train_batch_size=f.batch_size,
         learning_rate=f.learning_rate,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # a float is a fraction of all steps
         seed=f.seed,
         data_seed=f.seed,
         batch_sampler=sampler,

@@ -1,0 +1,110 @@
+"""The real book: a strict, network-free build, then every page in headless Chromium.
+
+The build runs once per test session (cold on a clean clone: it pre-trains and fine-tunes),
+with tests/book-config.yaml, under a socket guard that refuses non-loopback connections
+(and inside a fresh network namespace where `unshare -n` is allowed). Its output goes to
+_build/test-build so that it never mixes with `make book`'s execution cache.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sitecheck import check_site, hover_first_point
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "_build" / "test-build"
+HTML = OUT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+JB = Path(sys.executable).parent / "jupyter-book"
+
+pytestmark = pytest.mark.site
+
+
+def _can_unshare() -> bool:
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        return False
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+def build_book(log_path: Path) -> tuple[int, float]:
+    env = {
+        **os.environ,
+        "ANISOTROPY_BOOK_CONFIG": str(ROOT / "tests" / "book-config.yaml"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "netguard"), os.environ.get("PYTHONPATH")])),
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = f"'{JB}' build '{ROOT}' --path-output '{OUT}' -W --keep-going -n"
+    if _can_unshare():
+        cmd = f"unshare -n sh -c \"ip link set lo up && {cmd}\""
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, shell=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc.returncode, time.perf_counter() - started
+
+
+@pytest.fixture(scope="session")
+def built_site():
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / "build.log"
+    code, seconds = build_book(log)
+    text = log.read_text(errors="replace")
+    if code != 0:
+        pytest.fail(f"strict build failed (exit {code}) after {seconds:.0f} s; last lines:\n" + "\n".join(text.splitlines()[-60:]))
+    print(f"\ncold/first build: {seconds:.0f} s")
+    return {"log": text, "seconds": seconds}
+
+
+def test_build_is_strict_and_clean(built_site):
+    assert "build succeeded" in built_site["log"]
+    assert not re.search(r"WARNING", built_site["log"]), "warnings in a -W build"
+
+
+def test_every_page_renders_offline(built_site):
+    reports = check_site(HTML, SCREENSHOTS)
+    pages = {r.page for r in reports}
+    for chapter in ("01-setup-and-data", "02-anisotropy-geometry", "03-where-the-cone-comes-from",
+                    "04-bert-vs-contrastive", "05-contrastive-finetuning"):
+        assert f"chapters/{chapter}.html" in pages
+    problems = [p for r in reports for p in r.problems]
+    assert not problems, "\n".join(problems)
+    assert sum(r.charts for r in reports) >= 15, "fewer charts than the chapters contain"
+
+
+def test_tooltip_shows_subject_and_chunk(built_site):
+    text = hover_first_point(HTML, "chapters/04-bert-vs-contrastive.html")
+    assert "subject" in text and "chunk" in text, text
+
+
+def test_no_cdn_for_charts_or_math(built_site):
+    offenders = []
+    for page in HTML.rglob("*.html"):
+        html = page.read_text(errors="replace")
+        for pattern in ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "unpkg.com/vega", "mathjax@"):
+            if pattern in html:
+                offenders.append(f"{page.relative_to(HTML)}: {pattern}")
+    assert not offenders, offenders
+
+
+def test_notebook_downloads_exist(built_site):
+    for chapter in (ROOT / "chapters").glob("*.md"):
+        assert (HTML / "_sources" / "chapters" / f"{chapter.stem}.ipynb").is_file(), chapter.stem
+
+
+def test_warm_rebuild_reuses_models_and_cache(built_site):
+    models = ROOT / "results" / "models"
+    before = {p.name: p.stat().st_mtime for p in models.iterdir() if p.is_dir()}
+    code, seconds = build_book(OUT / "build-warm.log")
+    assert code == 0, (OUT / "build-warm.log").read_text()[-3000:]
+    after = {p.name: p.stat().st_mtime for p in models.iterdir() if p.is_dir()}
+    assert after == before, "a warm rebuild trained or rewrote a model"
+    assert seconds < built_site["seconds"], (seconds, built_site["seconds"])

@@ -1,0 +1,60 @@
+"""A throw-away book proves the build command fails on a broken cell (and passes without it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+JB = Path(sys.executable).parent / "jupyter-book"
+
+CONFIG = """
+title: tiny
+only_build_toc_files: true
+execute:
+  execute_notebooks: force
+  show_tb: true
+  stderr_output: remove-warn
+"""
+TOC = "format: jb-book\nroot: intro\n"
+PAGE = """---
+jupytext:
+  text_representation: {{extension: .md, format_name: myst}}
+kernelspec: {{display_name: Python 3, language: python, name: python3}}
+---
+# Tiny
+
+```{{code-cell}} ipython3
+x = 1 + 1
+{extra}
+```
+"""
+
+
+def _build(tmp_path: Path, extra: str) -> subprocess.CompletedProcess:
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "_config.yml").write_text(CONFIG)
+    (book / "_toc.yml").write_text(TOC)
+    (book / "intro.md").write_text(PAGE.format(extra=extra))
+    # The same flags as the Makefile's `book` target.
+    return subprocess.run([str(JB), "build", str(book), "-W", "--keep-going", "-n"], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("extra, should_fail", [("", False), ("raise ValueError('broken cell on purpose')", True)])
+def test_build_fails_exactly_when_a_cell_fails(tmp_path, extra, should_fail):
+    proc = _build(tmp_path, extra)
+    output = proc.stdout + proc.stderr
+    if should_fail:
+        assert proc.returncode != 0, output[-2000:]
+        assert "broken cell on purpose" in output, "the traceback should be shown"
+    else:
+        assert proc.returncode == 0, output[-2000:]
+
+
+def test_makefile_uses_strict_flags():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-W --keep-going" in makefile

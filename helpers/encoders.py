@@ -231,7 +231,15 @@ def describe_role(model: str, cfg: Config) -> dict[str, str]:
         except ModelUnavailableError as exc:
             return {"role": model, "model": name, "pooling": spec.pooling, "status": f"MISSING: {exc}"}
     if name.startswith(BOOK_PREFIX) or name == "finetuned":
-        return {"role": model, "model": name, "pooling": spec.pooling, "status": "offline: trained by the book on first use"}
+        from .storage import is_complete
+
+        if name == "finetuned":
+            from .finetuning import model_folder
+        else:
+            from .pretraining import model_folder
+        folder = model_folder(cfg)[0] if name != "finetuned" else model_folder(cfg, cfg.finetuning.losses[0])[0]
+        state = f"trained: {folder}" if is_complete(folder) else "not trained yet (trained on first use)"
+        return {"role": model, "model": name, "pooling": spec.pooling, "status": f"offline: {state}"}
     local = Path(name).expanduser()
     if local.exists():
         return {"role": model, "model": name, "pooling": spec.pooling, "status": f"offline: local folder {local}"}

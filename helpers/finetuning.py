@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from sentence_transformers.base.evaluation import SentenceEvaluator
 
 from .config import Config
@@ -63,7 +63,9 @@ def training_splits(cfg: Config):
                 f"{cfg.source}: key 'data.train_subjects' names {missing}, which the corpus at "
                 f"{cfg.paths.data_dir} does not hold (it has {sorted(set(ds['subject']))})."
             )
-        splits = splits.filter(lambda row: row["subject"] in keep)
+        splits = DatasetDict({
+            name: part.select([i for i, s in enumerate(part["subject"]) if s in keep]) for name, part in splits.items()
+        })
     return splits
 
 

@@ -155,13 +155,16 @@ def partition_isotropy(X: np.ndarray) -> float:
     """Partition-function isotropy I(W) of Mu & Viswanath (2018), in [0, 1].
 
     ``Z(c) = sum_i exp(c . x_i)`` and ``I = min_c Z(c) / max_c Z(c)`` over unit vectors ``c``,
-    estimated, as the authors do, with ``c`` ranging over the eigenvectors of ``X^T X``.
+    estimated, as the authors do, with ``c`` ranging over the eigenvectors of ``X^T X``,
+    taken with both signs (an eigenvector's sign is arbitrary; using one sign would make the
+    result depend on the SVD's choice, e.g. on row order).
     1 means no direction is preferred. Rows are used as given (unit-normalise first for
     sentence embeddings). Written here; computed in log space for stability.
     """
     X = np.asarray(X, dtype=np.float64)
     _, _, vt = np.linalg.svd(X, full_matrices=False)
     proj = X @ vt.T  # (n, r): c . x_i for each eigenvector c
+    proj = np.hstack([proj, -proj])  # and for -c
     log_z = np.logaddexp.reduce(proj, axis=0)
     return float(np.exp(log_z.min() - log_z.max()))
 

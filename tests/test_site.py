@@ -65,8 +65,10 @@ def built_site():
 
 
 def test_build_is_strict_and_clean(built_site):
-    assert "build succeeded" in built_site["log"]
-    assert not re.search(r"WARNING", built_site["log"]), "warnings in a -W build"
+    log = built_site["log"]
+    assert "build succeeded" in log
+    assert "finished with problems" not in log
+    assert not re.search(r"\.md:\d*: WARNING", log), "Sphinx warnings in a -W build"
 
 
 def test_every_page_renders_offline(built_site):

@@ -18,7 +18,6 @@ Example
 
 from __future__ import annotations
 
-import html
 import json
 import uuid
 from collections.abc import Sequence
@@ -77,7 +76,8 @@ def chart_html(spec: dict) -> str:
     """HTML for one chart: static SVG fallback plus the inline spec for the interactive upgrade."""
     svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
     chart_id = f"book-chart-{uuid.uuid4().hex[:10]}"
-    payload = html.escape(json.dumps(spec, separators=(",", ":")), quote=False)
+    # Script content is not HTML-decoded: keep the JSON as is, only stop "</" from closing the tag.
+    payload = json.dumps(spec, separators=(",", ":")).replace("</", "<\\/")
     return (
         f'<div class="book-chart" id="{chart_id}">'
         f'<div class="book-chart-static">{svg}</div>'
@@ -146,8 +146,9 @@ def projection_scatter(frame: pd.DataFrame, x_title: str, y_title: str, title: s
         .encode(
             x=alt.X("x:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)),
             y=alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)),
-            color=alt.Color("subject:N", scale=subject_colors(frame["subject"]), title="Subject"),
-            shape=alt.Shape("subject:N", title="Subject"),
+            color=alt.Color("subject:N", scale=(colors := subject_colors(frame["subject"])), title="Subject"),
+            # Same domain as the colours, so Vega-Lite draws one merged legend.
+            shape=alt.Shape("subject:N", title="Subject", scale=alt.Scale(domain=colors.domain)),
             tooltip=[alt.Tooltip("subject:N", title="subject"), alt.Tooltip("snippet:N", title="chunk")],
         )
         .properties(width=width, height=height)

@@ -176,6 +176,7 @@ def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: b
     splits = training_splits(cfg)
     base = load_encoder("finetune_base", cfg, max_length=f.max_length)
     model = build_sentence_transformer(base.path, base.pooling, base.normalize, f.max_length)
+    model.model_card_data.generate_widget_examples = False  # model-card widgets are for the hub; skip the work
     if loss_name == "batch_all_triplet":
         train = triplet_dataset(splits)
         assert_batches_mix_subjects(train, f.batch_size, f.seed)
@@ -209,6 +210,10 @@ def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: b
         disable_tqdm=not progress,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=loss, evaluator=evaluator)
+    if not progress:  # without a progress bar, transformers prints every log dict instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     start_metrics = evaluator(model)
     started = time.perf_counter()
     trainer.train()

@@ -36,6 +36,7 @@ class PageReport:
     blocked_requests: list[str] = field(default_factory=list)
     charts: int = 0
     broken_charts: list[str] = field(default_factory=list)
+    math_problem: str = ""
 
     @property
     def problems(self) -> list[str]:
@@ -43,6 +44,7 @@ class PageReport:
         out += [f"failed request: {r}" for r in self.failed_requests]
         out += [f"tried to leave the machine: {r}" for r in self.blocked_requests]
         out += [f"chart not rendered: {c}" for c in self.broken_charts]
+        out += [self.math_problem] if self.math_problem else []
         return [f"{self.page}: {p}" for p in out]
 
 
@@ -112,9 +114,17 @@ def check_site(root: Path, screenshots: Path | None = None) -> list[PageReport]:
             page.wait_for_timeout(400)
             charts = page.evaluate(CHART_CHECK)
             if charts:
-                page.wait_for_function("() => document.querySelectorAll('.book-chart').length === document.querySelectorAll('.book-chart-interactive').length", timeout=15000)
+                page.wait_for_function(
+                    "() => document.querySelectorAll('.book-chart').length === "
+                    "document.querySelectorAll('.book-chart-interactive, .book-chart-failed').length", timeout=20000)
                 charts = page.evaluate(CHART_CHECK)
             report.charts = len(charts)
+            n_math = page.evaluate("() => document.querySelectorAll('span.math, div.math').length")
+            if n_math:
+                try:
+                    page.wait_for_function("() => document.querySelectorAll('mjx-container').length > 0", timeout=15000)
+                except Exception:  # noqa: BLE001 - reported as a page problem below
+                    report.math_problem = f"{n_math} math element(s) but MathJax typeset none"
             report.broken_charts = [f"chart {c['i']} (live={c['live']}, {c['w']}x{c['h']})" for c in charts if not c["live"] or c["w"] <= 0 or c["h"] <= 0]
             if screenshots is not None:
                 out = screenshots / name.replace("/", "__").replace(".html", "")

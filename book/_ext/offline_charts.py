@@ -29,27 +29,25 @@ def _script_key(script) -> tuple:
     return str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attrs.items()))
 
 
-class _UniqueScripts(list):
-    """A script list that yields each script once, whenever it was appended."""
-
-    def __iter__(self):
-        seen = set()
-        for script in list.__iter__(self):
-            key = _script_key(script)
-            if key not in seen:
-                seen.add(key)
-                yield script
-
-
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     # sphinx-thebe and sphinx-togglebutton register their inline config twice under Jupyter
     # Book 1 (once with filename None, once with ""), so thebe's `const` is declared twice
-    # and every page logs a console error. Keep one copy of each script.
-    context["script_files"] = _UniqueScripts(context.get("script_files", []))
+    # and every page logs a console error. Keep one copy of each script. Runs last and edits
+    # the list in place, so scripts other handlers add for this page (MathJax) are kept.
+    files = context.get("script_files")
+    if files is None:
+        return
+    seen, unique = set(), []
+    for script in files:
+        key = _script_key(script)
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    files[:] = unique
 
 
 def setup(app):
-    app.connect("html-page-context", _dedupe_scripts, priority=200)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.add_js_file(BUNDLE)
     app.add_js_file("book-charts.js")
     app.connect("build-finished", _write_bundle)

@@ -15,8 +15,10 @@
         container.classList.add("book-chart-interactive");
       })
       .catch(function (err) {
+        // Keep the static SVG, and say so loudly: the browser check fails on console errors.
         target.remove();
-        console.warn("chart kept as static image:", err);
+        container.classList.add("book-chart-failed");
+        console.error("chart could not be made interactive (static image kept):", err);
       });
   }
   function run() {

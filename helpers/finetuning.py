@@ -176,7 +176,6 @@ def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: b
     splits = training_splits(cfg)
     base = load_encoder("finetune_base", cfg, max_length=f.max_length)
     model = build_sentence_transformer(base.path, base.pooling, base.normalize, f.max_length)
-    model.model_card_data.generate_widget_examples = False  # model-card widgets are for the hub; skip the work
     if loss_name == "batch_all_triplet":
         train = triplet_dataset(splits)
         assert_batches_mix_subjects(train, f.batch_size, f.seed)
@@ -190,6 +189,8 @@ def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: b
         sampler = BatchSamplers.NO_DUPLICATES
     else:
         raise ValueError(f"unknown loss {loss_name!r}; use batch_all_triplet or multiple_negatives")
+    # A model-card example set up front, so the trainer does not sample one with a progress bar.
+    model.model_card_data.widget = [{"text": splits["test"]["text"][0]}]
     evaluator = SubjectSeparationEvaluator(splits)
     work = out_dir / "_trainer"
     args = SentenceTransformerTrainingArguments(

@@ -6,6 +6,7 @@ that it exercises the real code paths in seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -94,3 +95,27 @@ def test_two_runs_at_once_share_one_model(tmp_path):
     models = tmp_path / "results" / "models"
     assert len(loadable(models, "small-bert")) == 1
     assert not any(p.name.startswith(".tmp-") for p in models.iterdir())
+
+
+def test_two_cold_runs_give_the_same_metrics(tmp_path):
+    """Determinism: same seed and inputs, two empty results folders, same numbers.
+
+    Tolerance 1e-4: CPU kernels are deterministic for a fixed thread count, but PyTorch may
+    pick a different reduction order when the number of threads differs between runs, which
+    changes floating-point sums in the last bits; the metrics are averages over many pairs,
+    so such differences stay far below 1e-4.
+    """
+    logs = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        config = tiny_config(folder)
+        config.write_text(config.read_text().replace("steps: 400", "steps: 30"))
+        done = run_cli("pretrain", config=config)
+        assert done.returncode == 0, done.stderr[-2000:]
+        metrics = run_cli("metrics", "--model", "baseline", "--json", config=config)
+        assert metrics.returncode == 0, metrics.stderr[-2000:]
+        logs.append(json.loads(metrics.stdout.strip().splitlines()[-1]))
+    a, b = logs
+    for key in ("mean_cosine", "pc1_share", "isoscore", "uniformity", "silhouette", "knn_accuracy", "probe_accuracy"):
+        assert abs(a[key] - b[key]) < 1e-4, (key, a[key], b[key])

@@ -110,3 +110,13 @@ def test_warm_rebuild_reuses_models_and_cache(built_site):
     after = {p.name: p.stat().st_mtime for p in models.iterdir() if p.is_dir()}
     assert after == before, "a warm rebuild trained or rewrote a model"
     assert seconds < built_site["seconds"], (seconds, built_site["seconds"])
+
+
+def test_downloaded_notebooks_execute(built_site, tmp_path):
+    """Each chapter's .ipynb download runs top to bottom with nbconvert (models and caches are warm)."""
+    nbconvert = Path(sys.executable).parent / "jupyter-nbconvert"
+    env = {**os.environ, "ANISOTROPY_BOOK_CONFIG": str(ROOT / "tests" / "book-config.yaml"), "HF_HUB_OFFLINE": "1"}
+    for notebook in sorted((HTML / "_sources" / "chapters").glob("*.ipynb")):
+        proc = subprocess.run([str(nbconvert), "--to", "notebook", "--execute", str(notebook), "--output-dir", str(tmp_path),
+                               "--ExecutePreprocessor.timeout=1200"], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{notebook.name}:\n{proc.stderr[-3000:]}"

@@ -123,6 +123,15 @@ class Config(_Strict):
             raise ConfigError(f"unknown model role {role!r}; roles are {', '.join(roles)}")
         return getattr(self.models, role)
 
+    def shown(self, path: Path) -> str:
+        """``path`` as a reader would type it: relative to the repository when inside it."""
+        for base in (REPO_ROOT, self.source.parent):
+            try:
+                return Path(path).resolve().relative_to(base).as_posix()
+            except ValueError:
+                continue
+        return str(path)
+
     @property
     def models_dir(self) -> Path:
         return self.paths.results_dir / "models"

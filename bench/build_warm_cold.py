@@ -10,6 +10,7 @@ and ends with `RESULT build_warm_cold <warm/cold>` (goal: at most 0.10).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,7 +28,9 @@ JB = Path(sys.executable).parent / "jupyter-book"
 def build(repo: Path) -> tuple[float, float, str]:
     """Run one strict build; return (seconds, peak total RSS in MB, log)."""
     t = time.perf_counter()
-    proc = subprocess.Popen([str(JB), "build", str(repo), "-W", "--keep-going", "-n"], cwd=repo,
+    # The copy's own config (and so its own empty results folder), not the installed checkout's.
+    env = {**os.environ, "ANISOTROPY_BOOK_CONFIG": str(repo / "config.yaml")}
+    proc = subprocess.Popen([str(JB), "build", str(repo), "-W", "--keep-going", "-n"], cwd=repo, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     lines: list[str] = []
@@ -44,6 +47,8 @@ def build(repo: Path) -> tuple[float, float, str]:
             pass
         time.sleep(0.2)
     reader.join()
+    if not (repo / "results" / "models").is_dir():
+        sys.exit("the build did not use the copy's results folder; the measurement would not be cold")
     seconds = time.perf_counter() - t
     log = "".join(lines)
     if proc.returncode != 0:

@@ -60,6 +60,7 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
             np.savez(fh, __sha256__=np.array(digest), **arrays)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; caches are meant to be shared and read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -41,7 +41,11 @@ METRIC_TITLES = {
 
 
 def corpus_splits(cfg: Config, *, second: bool = False, subjects: list[str] | None = None) -> DatasetDict:
-    """Train/test splits of the configured corpus (or of ``paths.second_data_dir`` with ``second``)."""
+    """Train/test splits of the configured corpus (or of ``paths.second_data_dir`` with ``second``).
+
+    The one place that turns a configuration into splits: chapters, pre-training and
+    fine-tuning all call it, so they always agree on which chunks are held out.
+    """
     if second:
         if cfg.paths.second_data_dir is None:
             raise ConfigError(f"{cfg.source}: 'paths.second_data_dir' is not set; point it at a second corpus to use it")
@@ -49,6 +53,20 @@ def corpus_splits(cfg: Config, *, second: bool = False, subjects: list[str] | No
     else:
         ds = load_corpus(cfg.paths.data_dir, subjects=subjects or cfg.data.subjects, max_per_subject=cfg.data.max_per_subject, seed=cfg.data.seed)
     return split_corpus(ds, test_fraction=cfg.data.test_fraction, seed=cfg.data.seed)
+
+
+def second_corpus_splits(cfg: Config) -> DatasetDict | None:
+    """Splits of ``paths.second_data_dir``, or ``None`` when it is unset or missing (see :func:`no_second_corpus_note`)."""
+    second = cfg.paths.second_data_dir
+    return corpus_splits(cfg, second=True) if second is not None and second.exists() else None
+
+
+def no_second_corpus_note(cfg: Config) -> str:
+    """The visible Markdown note a chapter shows when no second corpus is available."""
+    second = cfg.paths.second_data_dir
+    where = f"`{cfg.shown(second)}` (not found)" if second is not None else "none"
+    return (f"**No second corpus is configured** (`paths.second_data_dir`: {where}). Point it at a folder or "
+            "file in any format of the *Use your own data* page and rebuild to repeat this section on other text.")
 
 
 def encoder_for(cfg: Config, model: str) -> Encoder:
@@ -120,8 +138,11 @@ def long_metrics(rows: list[dict], keys: list[str], label: str = "model") -> pd.
     return frame.melt(id_vars=[label], value_vars=keys, var_name="metric", value_name="value")
 
 
-def per_subject_separation(emb: SplitEmbeddings, splits: DatasetDict, k: int = 5) -> pd.DataFrame:
+def per_subject_separation(emb: SplitEmbeddings, splits: DatasetDict, k: int = 5,
+                           trained_on: list[str] | None = None) -> pd.DataFrame:
     """Per subject: held-out k-NN accuracy and mean silhouette of that subject's held-out chunks.
+
+    With ``trained_on`` (the fine-tuning subjects) a column ``trained on`` marks unseen subjects.
 
     k-NN is fit on the training chunks of every subject (labels are known at search time);
     silhouettes use all held-out chunks as context. Used to ask whether fine-tuning on some
@@ -143,4 +164,7 @@ def per_subject_separation(emb: SplitEmbeddings, splits: DatasetDict, k: int = 5
             "silhouette": float(sil[mask].mean()),
             "n_test": int(mask.sum()),
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if trained_on is not None:
+        frame["trained on"] = frame["subject"].map(lambda s: "yes" if s in trained_on else "no (unseen)")
+    return frame

@@ -138,21 +138,36 @@ def projection_frame(X: np.ndarray, subjects: Sequence[str], texts: Sequence[str
 # --------------------------------------------------------------------------- chart vocabulary
 
 
-def projection_scatter(frame: pd.DataFrame, x_title: str, y_title: str, title: str = "", width: int = 300, height: int = 280) -> alt.Chart:
-    """Scatter of a 2-D projection, coloured by subject, tooltips with subject and the chunk's first words."""
+def projection_scatter(frame: pd.DataFrame, x_title: str, y_title: str, title: str = "", width: int = 300, height: int = 280,
+                       group_title: str = "Subject", item_title: str = "chunk") -> alt.Chart:
+    """Scatter of a 2-D projection, coloured by subject, tooltips with subject and the chunk's first words.
+
+    ``group_title`` and ``item_title`` rename the legend and tooltip for data that are not
+    subjects and chunks (the toy clouds of Chapter 2).
+    """
+    colors = subject_colors(frame["subject"])
     return (
         alt.Chart(frame, title=title)
         .mark_point()
         .encode(
             x=alt.X("x:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)),
             y=alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)),
-            color=alt.Color("subject:N", scale=(colors := subject_colors(frame["subject"])), title="Subject"),
+            color=alt.Color("subject:N", scale=colors, title=group_title),
             # Same domain as the colours, so Vega-Lite draws one merged legend.
-            shape=alt.Shape("subject:N", title="Subject", scale=alt.Scale(domain=colors.domain)),
-            tooltip=[alt.Tooltip("subject:N", title="subject"), alt.Tooltip("snippet:N", title="chunk")],
+            shape=alt.Shape("subject:N", title=group_title, scale=alt.Scale(domain=colors.domain)),
+            tooltip=[alt.Tooltip("subject:N", title=group_title.lower()), alt.Tooltip("snippet:N", title=item_title)],
         )
         .properties(width=width, height=height)
     )
+
+
+def projection_panels(embeddings: dict[str, np.ndarray], subjects: Sequence[str], texts: Sequence[str]) -> list:
+    """One (frame, variance shares, name) per model, ready for :func:`projection_grid`."""
+    panels = []
+    for name, X in embeddings.items():
+        frame, shares = projection_frame(X, subjects, texts, name)
+        panels.append((frame, shares, name))
+    return panels
 
 
 def projection_grid(panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]], width: int = 260, height: int = 250) -> alt.HConcatChart:

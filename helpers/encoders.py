@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .config import Config, ConfigError, ModelSpec
-from .storage import file_fingerprint
+from .storage import file_fingerprint, is_complete
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -50,7 +50,8 @@ class ModelUnavailableError(RuntimeError):
     """A model that cannot be loaded here, with what to do about it."""
 
 
-def _packaged_path(name: str) -> Path:
+def packaged_model_path(name: str) -> Path:
+    """The folder of a model shipped as a Python package (``packaged:NAME``)."""
     if name != "all-MiniLM-L6-v2":
         raise ModelUnavailableError(f"unknown packaged model {name!r}; the packaged model is 'packaged:all-MiniLM-L6-v2'")
     try:
@@ -95,7 +96,7 @@ def _hub_path(repo_id: str) -> Path:
 def resolve_model_path(name: str, cfg: Config | None = None) -> Path:
     """The local folder holding the weights for ``name`` (see the module docstring)."""
     if name.startswith(PACKAGED_PREFIX):
-        return _packaged_path(name[len(PACKAGED_PREFIX):])
+        return packaged_model_path(name[len(PACKAGED_PREFIX):])
     if name.startswith(BOOK_PREFIX) or name == "finetuned":
         if cfg is None:
             raise ConfigError(f"model {name!r} is trained by the book and needs a configuration")
@@ -220,34 +221,39 @@ def load_encoder(model: str | ModelSpec, cfg: Config | None = None, *, max_lengt
     )
 
 
-def describe_role(model: str, cfg: Config) -> dict[str, str]:
-    """What a role resolves to and whether it is available offline, without training anything."""
-    spec = spec_for(model, cfg)
-    name = spec.name
+def _book_model_folder(name: str, cfg: Config) -> Path:
+    """Where a model the book trains (``book:small-bert`` or ``finetuned``) lives for ``cfg``."""
+    if name == "finetuned":
+        from .finetuning import model_folder
+
+        return model_folder(cfg, cfg.finetuning.losses[0])[0]
+    from .pretraining import model_folder
+
+    return model_folder(cfg)[0]
+
+
+def _availability(name: str, cfg: Config) -> str:
     if name.startswith(PACKAGED_PREFIX):
         try:
-            path = _packaged_path(name[len(PACKAGED_PREFIX):])
-            return {"role": model, "model": name, "pooling": spec.pooling, "status": f"offline: {path}"}
+            return f"offline: {packaged_model_path(name[len(PACKAGED_PREFIX):])}"
         except ModelUnavailableError as exc:
-            return {"role": model, "model": name, "pooling": spec.pooling, "status": f"MISSING: {exc}"}
+            return f"MISSING: {exc}"
     if name.startswith(BOOK_PREFIX) or name == "finetuned":
-        from .storage import is_complete
-
-        if name == "finetuned":
-            from .finetuning import model_folder
-        else:
-            from .pretraining import model_folder
-        folder = model_folder(cfg)[0] if name != "finetuned" else model_folder(cfg, cfg.finetuning.losses[0])[0]
-        state = f"trained: {folder}" if is_complete(folder) else "not trained yet (trained on first use)"
-        return {"role": model, "model": name, "pooling": spec.pooling, "status": f"offline: {state}"}
+        folder = _book_model_folder(name, cfg)
+        return f"offline: trained: {folder}" if is_complete(folder) else "offline: not trained yet (trained on first use)"
     local = Path(name).expanduser()
     if local.exists():
-        return {"role": model, "model": name, "pooling": spec.pooling, "status": f"offline: local folder {local}"}
+        return f"offline: local folder {local}"
     from huggingface_hub import snapshot_download
 
     try:
         snapshot_download(name, local_files_only=True, allow_patterns=["config.json"])
-        status = "offline: in the Hugging Face cache"
+        return "offline: in the Hugging Face cache"
     except Exception:  # noqa: BLE001
-        status = "needs a network once (not in the local Hugging Face cache)"
-    return {"role": model, "model": name, "pooling": spec.pooling, "status": status}
+        return "needs a network once (not in the local Hugging Face cache)"
+
+
+def describe_role(model: str, cfg: Config) -> dict[str, str]:
+    """What a role resolves to and whether it is available offline, without training anything."""
+    spec = spec_for(model, cfg)
+    return {"role": model, "model": spec.name, "pooling": spec.pooling, "status": _availability(spec.name, cfg)}

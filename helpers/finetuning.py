@@ -37,8 +37,8 @@ import pandas as pd
 from datasets import Dataset, DatasetDict
 from sentence_transformers.base.evaluation import SentenceEvaluator
 
-from .config import Config
-from .corpus import load_corpus, split_corpus
+from .config import Config, ConfigError
+from .analysis import corpus_splits
 from .embeddings import texts_hash
 from .encoders import build_sentence_transformer, load_encoder, quiet_transformers
 from .geometry import knn_classification, subject_silhouette
@@ -51,17 +51,15 @@ LOG_FILE = "training_log.json"
 
 def training_splits(cfg: Config):
     """Train/test splits restricted to ``data.train_subjects`` (all subjects when unset)."""
-    ds = load_corpus(cfg.paths.data_dir, subjects=cfg.data.subjects, max_per_subject=cfg.data.max_per_subject, seed=cfg.data.seed)
-    splits = split_corpus(ds, test_fraction=cfg.data.test_fraction, seed=cfg.data.seed)
+    splits = corpus_splits(cfg)
     keep = cfg.data.train_subjects
     if keep:
-        missing = sorted(set(keep) - set(ds["subject"]))
+        present = set(splits["train"]["subject"])
+        missing = sorted(set(keep) - present)
         if missing:
-            from .config import ConfigError
-
             raise ConfigError(
                 f"{cfg.source}: key 'data.train_subjects' names {missing}, which the corpus at "
-                f"{cfg.paths.data_dir} does not hold (it has {sorted(set(ds['subject']))})."
+                f"{cfg.paths.data_dir} does not hold (it has {sorted(present)})."
             )
         splits = DatasetDict({
             name: part.select([i for i, s in enumerate(part["subject"]) if s in keep]) for name, part in splits.items()

@@ -35,9 +35,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
-from .corpus import load_corpus, split_corpus
+from .analysis import corpus_splits
+from .corpus import load_corpus
 from .embeddings import texts_hash
-from .encoders import _packaged_path, quiet_transformers
+from .encoders import packaged_model_path, quiet_transformers
 from .geometry import isoscore, knn_classification, mean_pairwise_cosine, pc1_share, unit_rows
 from .storage import building_folder, is_complete, model_lock, settings_key
 
@@ -45,11 +46,6 @@ log = logging.getLogger(__name__)
 
 TOKENIZER_SOURCE = "all-MiniLM-L6-v2"
 LOG_FILE = "training_log.json"
-
-
-def _corpus_splits(cfg: Config):
-    ds = load_corpus(cfg.paths.data_dir, subjects=cfg.data.subjects, max_per_subject=cfg.data.max_per_subject, seed=cfg.data.seed)
-    return split_corpus(ds, test_fraction=cfg.data.test_fraction, seed=cfg.data.seed)
 
 
 def _training_texts(cfg: Config, train_texts: list[str]) -> list[str]:
@@ -62,7 +58,7 @@ def _training_texts(cfg: Config, train_texts: list[str]) -> list[str]:
 
 def model_folder(cfg: Config) -> tuple[Path, dict]:
     """Where the small BERT for ``cfg`` lives, and the inputs that define it."""
-    splits = _corpus_splits(cfg)
+    splits = corpus_splits(cfg)
     texts = _training_texts(cfg, splits["train"]["text"])
     inputs = {
         "train_texts": texts_hash(texts),
@@ -81,7 +77,7 @@ def pretrained_model(cfg: Config, *, progress: bool = False) -> Path:
     with model_lock(folder):
         if is_complete(folder):  # another process finished it while we waited
             return folder
-        splits = _corpus_splits(cfg)
+        splits = corpus_splits(cfg)
         with building_folder(folder, inputs) as tmp:
             train_mlm(cfg, splits, tmp, progress=progress)
     return folder
@@ -163,7 +159,7 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
     p = cfg.pretraining
     torch.manual_seed(p.seed)
     gen = torch.Generator().manual_seed(p.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(_packaged_path(TOKENIZER_SOURCE)))
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_model_path(TOKENIZER_SOURCE)))
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=p.hidden_size,

@@ -66,6 +66,20 @@ def serve(root: Path):
             httpd.shutdown()
 
 
+def block_network(page, blocked: list[str]) -> None:
+    """Let ``page`` load only loopback (and data/blob) URLs; record and abort everything else."""
+
+    def route(r):
+        host = urlparse(r.request.url).hostname or ""
+        if r.request.url.startswith(("data:", "blob:", "about:")) or host in LOOPBACK:
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+
+
 def pages_of(root: Path) -> list[str]:
     skip = {"genindex.html", "search.html"}
     return sorted(
@@ -96,15 +110,7 @@ def check_site(root: Path, screenshots: Path | None = None) -> list[PageReport]:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
 
-            def route(r, report=report):
-                host = urlparse(r.request.url).hostname or ""
-                if r.request.url.startswith(("data:", "blob:", "about:")) or host in LOOPBACK:
-                    r.continue_()
-                else:
-                    report.blocked_requests.append(r.request.url)
-                    r.abort()
-
-            page.route("**/*", route)
+            block_network(page, report.blocked_requests)
             page.on("console", lambda m, report=report: report.console_errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e, report=report: report.console_errors.append(str(e)))
             page.on("requestfailed", lambda r, report=report: report.failed_requests.append(r.url)
@@ -146,7 +152,7 @@ def hover_first_point(root: Path, page_name: str) -> str:
     with serve(root) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.route("**/*", lambda r: r.continue_() if (urlparse(r.request.url).hostname or "") in LOOPBACK else r.abort())
+        block_network(page, [])
         page.goto(f"{base}/{page_name}", wait_until="load")
         page.wait_for_selector(".book-chart-interactive")
         point = page.locator(".book-chart-live g.mark-symbol path").first

@@ -28,8 +28,9 @@ import pandas as pd
 import vl_convert as vlc
 from sklearn.decomposition import PCA
 
-# Colour-blind-safe qualitative palette (Okabe & Ito), then Tableau extras.
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#8c564b", "#7f7f7f"]
+# Colour-blind-safe qualitative palette (Okabe & Ito); its pale yellow is moved last and darkened
+# because it is hard to see on the white chart card.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#8c564b", "#000000", "#7f7f7f", "#B09A00"]
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 VL_VERSION = "6.4"  # Altair 6 emits Vega-Lite 6.4 specs; vl-convert bundles that version
 _subject_order: list[str] = []

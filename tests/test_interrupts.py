@@ -97,6 +97,28 @@ def test_two_runs_at_once_share_one_model(tmp_path):
     assert not any(p.name.startswith(".tmp-") for p in models.iterdir())
 
 
+def test_two_runs_at_once_share_one_embedding_cache(tmp_path):
+    """Two processes filling the same cache at once: both succeed, agree, and leave valid files."""
+    config = tiny_config(tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "helpers", "--config", str(config), "metrics", "--model", "contrastive", "--json"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
+    rows = [json.loads(o[0].strip().splitlines()[-1]) for o in outputs]
+    for key in ("mean_cosine", "isoscore", "knn_accuracy"):
+        assert rows[0][key] == rows[1][key], key
+    from helpers.storage import load_arrays
+
+    cache = tmp_path / "results" / "cache"
+    files = sorted(cache.glob("*.npz"))
+    assert len(files) == 2, files  # train and test split, one file each
+    for f in files:
+        load_arrays(f)  # raises if a concurrent write left it damaged
+    assert not list(cache.glob(".*.tmp")), "temporary files left behind"
+
+
 def test_two_cold_runs_give_the_same_metrics(tmp_path):
     """Determinism: same seed and inputs, two empty results folders, same numbers.
 

@@ -32,7 +32,7 @@ def tiny_config(tmp_path: Path) -> Path:
                    "finetune_base": {"name": "packaged:all-MiniLM-L6-v2"}},
         "pretraining": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_length": 64,
                         "batch_size": 4, "steps": 400, "track_every": 100, "warmup_steps": 2},
-        "finetuning": {"losses": ["batch_all_triplet"], "epochs": 6, "batch_size": 8, "max_length": 32, "eval_steps": 2},
+        "finetuning": {"losses": ["batch_all_triplet"], "epochs": 60, "batch_size": 8, "max_length": 32, "eval_steps": 2},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -56,6 +56,8 @@ def kill_when_building(args: list[str], config: Path, prefix: str, grace: float)
             break
         time.sleep(0.2)
     time.sleep(grace)
+    # The tiny runs last tens of seconds, so the kill lands mid-training; if one ever finishes
+    # first, this says so instead of passing without having tested an interruption.
     assert proc.poll() is None, "the run finished before it could be killed; make the tiny config slower"
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -1,11 +1,13 @@
-"""The pipeline the chapters and the command line share: corpus -> embeddings -> measurements.
+"""The pipeline chapters and the command line share: splits -> embeddings -> measurements.
 
 Example
 -------
 >>> from helpers.config import load_config
+>>> from helpers.corpus import corpus_splits
 >>> cfg = load_config()                                   # doctest: +SKIP
 >>> splits = corpus_splits(cfg)                           # doctest: +SKIP
->>> measure(cfg, "contrastive", splits)["mean_cosine"]    # doctest: +SKIP
+>>> emb = embed_splits(cfg, "contrastive", splits)        # doctest: +SKIP
+>>> measure_embeddings(emb, splits)["mean_cosine"]        # doctest: +SKIP
 0.06...
 """
 
@@ -15,63 +17,36 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from datasets import DatasetDict
 
-from .config import Config, ConfigError
-from .corpus import load_corpus, split_corpus
-from .embeddings import embed
-from .encoders import Encoder, load_encoder
-from .geometry import geometry_report
-from .transforms import apply_transform
+from .config import Config
+from .embeddings import embed, layer_embeddings, token_layer_embeddings
+from .encoders import Encoder
+from .geometry import (
+    geometry_report,
+    isoscore,
+    knn_classification,
+    mean_pairwise_cosine,
+    pc1_share,
+    unit_rows,
+)
+from .intervals import bootstrap_mean
+from .models import role_encoder
+from .transforms import fit_transform
 
-# Human-readable names of the measurements, in the order tables show them.
+# Readable names of the measurements, in the order tables show them.
 METRIC_TITLES = {
     "mean_cosine": "mean cosine (random pairs)",
     "within_cosine": "mean cosine, same subject",
     "between_cosine": "mean cosine, different subjects",
     "pc1_share": "PC1 share of variance",
     "isoscore": "IsoScore",
-    "partition_isotropy": "I(W) partition isotropy",
+    "partition_isotropy": "I(W) partition isotropy (±c variant)",
     "alignment": "alignment (lower = tighter)",
     "uniformity": "uniformity (lower = more spread)",
     "silhouette": "silhouette by subject",
     "knn_accuracy": "k-NN accuracy (held out)",
     "probe_accuracy": "linear probe accuracy (held out)",
 }
-
-
-def corpus_splits(cfg: Config, *, second: bool = False, subjects: list[str] | None = None) -> DatasetDict:
-    """Train/test splits of the configured corpus (or of ``paths.second_data_dir`` with ``second``).
-
-    The one place that turns a configuration into splits: chapters, pre-training and
-    fine-tuning all call it, so they always agree on which chunks are held out.
-    """
-    if second:
-        if cfg.paths.second_data_dir is None:
-            raise ConfigError(f"{cfg.source}: 'paths.second_data_dir' is not set; point it at a second corpus to use it")
-        ds = load_corpus(cfg.paths.second_data_dir, subjects=subjects, max_per_subject=cfg.data.second_max_per_subject, seed=cfg.data.seed)
-    else:
-        ds = load_corpus(cfg.paths.data_dir, subjects=subjects or cfg.data.subjects, max_per_subject=cfg.data.max_per_subject, seed=cfg.data.seed)
-    return split_corpus(ds, test_fraction=cfg.data.test_fraction, seed=cfg.data.seed)
-
-
-def second_corpus_splits(cfg: Config) -> DatasetDict | None:
-    """Splits of ``paths.second_data_dir``, or ``None`` when it is unset or missing (see :func:`no_second_corpus_note`)."""
-    second = cfg.paths.second_data_dir
-    return corpus_splits(cfg, second=True) if second is not None and second.exists() else None
-
-
-def no_second_corpus_note(cfg: Config) -> str:
-    """The visible Markdown note a chapter shows when no second corpus is available."""
-    second = cfg.paths.second_data_dir
-    where = f"`{cfg.shown(second)}` (not found)" if second is not None else "none"
-    return (f"**No second corpus is configured** (`paths.second_data_dir`: {where}). Point it at a folder or "
-            "file in any format of the *Use your own data* page and rebuild to repeat this section on other text.")
-
-
-def encoder_for(cfg: Config, model: str) -> Encoder:
-    """The encoder for a role (``baseline``, ``contrastive``, ``finetune_base``), ``finetuned``, or a name/path."""
-    return load_encoder(model, cfg)
 
 
 @dataclass
@@ -83,9 +58,11 @@ class SplitEmbeddings:
     test: np.ndarray
 
 
-def embed_splits(cfg: Config, model: str | Encoder, splits: DatasetDict, *, progress: bool = False) -> SplitEmbeddings:
-    """Embed train and test with the cache in ``results_dir/cache``."""
-    enc = model if isinstance(model, Encoder) else encoder_for(cfg, model)
+def embed_splits(
+    cfg: Config, model: str | Encoder, splits, *, progress: bool = False
+) -> SplitEmbeddings:
+    """Embed train and test (cached in ``results_dir/cache``) with a role or an encoder."""
+    enc = model if isinstance(model, Encoder) else role_encoder(cfg, model, splits)
     kw = dict(cache_dir=cfg.cache_dir, batch_size=cfg.encoding.batch_size, progress=progress)
     return SplitEmbeddings(
         model=enc.name,
@@ -94,77 +71,146 @@ def embed_splits(cfg: Config, model: str | Encoder, splits: DatasetDict, *, prog
     )
 
 
-def measure_embeddings(emb: SplitEmbeddings, splits: DatasetDict, transform: str = "none") -> dict:
-    """All measurements (see :data:`METRIC_TITLES`) for embeddings of both splits, after ``transform``."""
-    X_train, X_test = apply_transform(transform, emb.train, emb.test)
-    report = geometry_report(X_train, list(splits["train"]["subject"]), X_test, list(splits["test"]["subject"]))
-    return {"model": emb.model, "transform": transform, **report.as_dict()}
+def measure_embeddings(emb: SplitEmbeddings, splits, transform="none") -> dict:
+    """Every measurement of :data:`METRIC_TITLES` on the held-out split, after ``transform``.
+
+    ``transform`` is a name (``none``, ``center``, ``abtt``, ``whiten``) or an unfitted
+    scikit-learn transformer; it is fit on the training vectors only.
+    """
+    X_train, X_test = fit_transform(transform, emb.train, emb.test)
+    report = geometry_report(
+        X_train, list(splits["train"]["subject"]), X_test, list(splits["test"]["subject"])
+    )
+    return {"model": emb.model, "transform": str(transform), **report.as_dict()}
 
 
-def measure(cfg: Config, model: str, splits: DatasetDict, transform: str = "none", *, progress: bool = False) -> dict:
+def measure(cfg: Config, model: str, splits, transform="none", *, progress=False) -> dict:
     """Embed (cached) and measure one model on ``splits``."""
     return measure_embeddings(embed_splits(cfg, model, splits, progress=progress), splits, transform)
 
 
 def metrics_table(rows: list[dict], label: str = "model") -> pd.DataFrame:
-    """Metrics as a table: one column per model (or label), one row per metric, readable names."""
+    """Metrics as a table: one column per model (or ``label``), one row per metric."""
     frame = pd.DataFrame(rows).set_index(label)
     table = frame[list(METRIC_TITLES)].T
     table.index = [METRIC_TITLES[k] for k in table.index]
     return table.rename_axis(columns=None)
 
 
-def layer_profile(cfg: Config, model: str | Encoder, texts: list[str]) -> pd.DataFrame:
-    """Per-layer geometry of mean-pooled sentence vectors (layer 0 = embedding layer).
+def long_metrics(rows: list[dict], keys: list[str], label: str = "model") -> pd.DataFrame:
+    """Rows of measurements as (label, metric, value), for :func:`helpers.charts.metric_bars`."""
+    frame = pd.DataFrame(rows)
+    return frame.melt(id_vars=[label], value_vars=keys, var_name="metric", value_name="value")
 
-    Columns: ``layer``, ``mean_cosine``, ``pc1_share``, ``isoscore``; the Ethayarajh-style
-    curve of anisotropy against depth.
-    """
-    from .embeddings import layer_embeddings
-    from .geometry import isoscore, mean_pairwise_cosine, pc1_share
 
-    enc = model if isinstance(model, Encoder) else encoder_for(cfg, model)
-    layers = layer_embeddings(enc, list(texts), cache_dir=cfg.cache_dir, batch_size=cfg.encoding.batch_size)
+def _layer_rows(layers) -> pd.DataFrame:
     rows = [
-        {"layer": i, "mean_cosine": mean_pairwise_cosine(X), "pc1_share": pc1_share(X), "isoscore": isoscore(X)}
+        {"layer": i, "mean_cosine": mean_pairwise_cosine(X), "pc1_share": pc1_share(X),
+         "isoscore": isoscore(X)}
         for i, X in enumerate(layers)
     ]
     return pd.DataFrame(rows)
 
 
-def long_metrics(rows: list[dict], keys: list[str], label: str = "model") -> pd.DataFrame:
-    """Rows of measurements reshaped to (label, metric, value) for :func:`helpers.charts.metric_bars`."""
-    frame = pd.DataFrame(rows)
-    return frame.melt(id_vars=[label], value_vars=keys, var_name="metric", value_name="value")
+def layer_profile(cfg: Config, encoder: Encoder, texts: list[str]) -> pd.DataFrame:
+    """Per-layer geometry of mean-pooled sentence vectors (layer 0 = embedding layer).
 
-
-def per_subject_separation(emb: SplitEmbeddings, splits: DatasetDict, k: int = 5,
-                           trained_on: list[str] | None = None) -> pd.DataFrame:
-    """Per subject: held-out k-NN accuracy and mean silhouette of that subject's held-out chunks.
-
-    With ``trained_on`` (the fine-tuning subjects) a column ``trained on`` marks unseen subjects.
-
-    k-NN is fit on the training chunks of every subject (labels are known at search time);
-    silhouettes use all held-out chunks as context. Used to ask whether fine-tuning on some
-    subjects blurs the ones it never saw.
+    Columns ``layer``, ``mean_cosine``, ``pc1_share``, ``isoscore``: the curve of
+    anisotropy against depth, for sentences.
     """
+    kw = dict(cache_dir=cfg.cache_dir, batch_size=cfg.encoding.batch_size)
+    return _layer_rows(layer_embeddings(encoder, list(texts), **kw))
+
+
+def token_layer_profile(
+    cfg: Config, encoder: Encoder, texts: list[str], n_tokens: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Per-layer geometry of ``n_tokens`` randomly sampled token vectors (one per context).
+
+    The token-level counterpart of :func:`layer_profile`, as Ethayarajh (2019) measured it:
+    the mean cosine of representations of random words in random contexts.
+    """
+    kw = dict(cache_dir=cfg.cache_dir, batch_size=cfg.encoding.batch_size)
+    return _layer_rows(token_layer_embeddings(encoder, list(texts), n_tokens, seed=seed, **kw))
+
+
+def correct_by_chunk(emb: SplitEmbeddings, splits, k: int = 5) -> np.ndarray:
+    """1.0 where k-NN (fit on the train split) names a held-out chunk's subject, else 0.0."""
+    y_test = np.asarray(splits["test"]["subject"])
+    result = knn_classification(emb.train, list(splits["train"]["subject"]), emb.test, y_test, k=k)
+    return (result.predictions == y_test).astype(float)
+
+
+def silhouette_by_chunk(emb: SplitEmbeddings, splits) -> np.ndarray:
+    """Each held-out chunk's silhouette under cosine distance (its subject against the rest)."""
     from sklearn.metrics import silhouette_samples
 
-    from .geometry import knn_classification, unit_rows
+    return silhouette_samples(unit_rows(emb.test), np.asarray(splits["test"]["subject"]),
+                              metric="cosine")
 
+
+def per_subject_separation(emb: SplitEmbeddings, splits, k: int = 5,
+                           trained_on: list[str] | None = None, seed: int = 0) -> pd.DataFrame:
+    """Per subject: held-out k-NN accuracy (count correct of n) and mean silhouette, with
+    95% bootstrap intervals over that subject's held-out chunks.
+
+    With ``trained_on`` (the fine-tuning subjects) a column ``trained on`` marks unseen
+    subjects. k-NN is fit on the training chunks of every subject.
+    """
     y_test = np.asarray(splits["test"]["subject"])
-    result = knn_classification(emb.train, list(splits["train"]["subject"]), emb.test, list(y_test), k=k)
-    sil = silhouette_samples(unit_rows(emb.test), y_test, metric="cosine")
+    correct = correct_by_chunk(emb, splits, k)
+    sil = silhouette_by_chunk(emb, splits)
     rows = []
     for subject in sorted(set(y_test)):
         mask = y_test == subject
+        acc, sil_mean = bootstrap_mean(correct[mask], seed=seed), bootstrap_mean(sil[mask], seed=seed)
         rows.append({
             "subject": subject,
-            "knn_accuracy": float(np.mean(result.predictions[mask] == subject)),
-            "silhouette": float(sil[mask].mean()),
             "n_test": int(mask.sum()),
+            "knn_correct": int(correct[mask].sum()),
+            "knn_accuracy": acc.mean, "knn_low": acc.low, "knn_high": acc.high,
+            "silhouette": sil_mean.mean, "silhouette_low": sil_mean.low,
+            "silhouette_high": sil_mean.high,
         })
     frame = pd.DataFrame(rows)
     if trained_on is not None:
-        frame["trained on"] = frame["subject"].map(lambda s: "yes" if s in trained_on else "no (unseen)")
+        frame["trained on"] = frame["subject"].isin(trained_on).map({True: "yes", False: "no"})
     return frame
+
+
+def token_frequency_geometry(model_dir, texts: list[str],
+                             bins=(0, 1, 10, 100)) -> pd.DataFrame:
+    """Input-embedding geometry of the vocabulary, grouped by how often each token occurs.
+
+    For the model in ``model_dir`` (and its untrained twin in ``model_dir/initial``):
+    per frequency group of ``texts`` (token counts ``0``, ``1-9``, ``10-99``, ``100+`` by
+    default), the number of tokens, the mean pairwise cosine of their input embeddings
+    and their mean norm. Gao et al. (2019) show that rare tokens' embeddings drift in a
+    common direction during training (representation degeneration).
+    """
+    from pathlib import Path
+
+    from transformers import AutoTokenizer, BertModel
+
+    from .pretraining import INITIAL
+
+    model_dir = Path(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = [t for seq in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for t in seq]
+    counts = np.bincount(ids, minlength=len(tokenizer))
+    special = set(tokenizer.all_special_ids)
+    edges = list(bins) + [np.inf]
+    names = [f"{lo}" if hi == lo + 1 else (f"{lo}+" if hi == np.inf else f"{lo}-{hi - 1}")
+             for lo, hi in zip(edges[:-1], edges[1:])]
+    rows = []
+    for state, folder in (("trained", model_dir), ("untrained", model_dir / INITIAL)):
+        weights = BertModel.from_pretrained(folder).embeddings.word_embeddings.weight
+        E = weights.detach().float().numpy()
+        for name, lo, hi in zip(names, edges[:-1], edges[1:]):
+            group = [i for i in range(len(E)) if lo <= counts[i] < hi and i not in special]
+            if len(group) < 2:
+                continue
+            rows.append({"model": state, "occurrences": name, "tokens": len(group),
+                         "mean_cosine": mean_pairwise_cosine(E[group]),
+                         "mean_norm": float(np.linalg.norm(E[group], axis=1).mean())})
+    return pd.DataFrame(rows)

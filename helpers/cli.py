@@ -1,9 +1,11 @@
 """Command line: the book's pipeline without a notebook.
 
     python -m helpers check    [--config PATH]
-    python -m helpers metrics  --model ROLE_OR_PATH [--transform none|center|whiten|abtt] [--json]
-    python -m helpers pretrain [--config PATH]
+    python -m helpers metrics  --model ROLE_OR_PATH [--transform none|center|abtt|whiten] [--json]
+    python -m helpers pretrain [--json]
     python -m helpers finetune [--loss batch_all_triplet|multiple_negatives]
+    python -m helpers train                  # every model the book trains, with progress bars
+    python -m helpers claims   [--json] [--run]
 
 Errors in configuration or data end the command with exit code 2 and one clear message.
 """
@@ -17,14 +19,14 @@ import sys
 import time
 
 from .config import ConfigError, load_config
+from .names import ALL_ROLES, FINETUNED, LOSSES, TRANSFORMS
 
 log = logging.getLogger("helpers")
 
 
 def _cmd_check(args) -> int:
-    from .analysis import corpus_splits
-    from .corpus import subject_summary
-    from .encoders import describe_role
+    from .corpus import corpus_splits, subject_summary
+    from .models import describe_role
 
     cfg = load_config(args.config)
     print(f"config:      {cfg.source}")
@@ -43,69 +45,130 @@ def _cmd_check(args) -> int:
         print(f"\nsecond corpus {cfg.paths.second_data_dir}:\n")
         print(subject_summary(second).to_string())
     print("\nmodel roles:")
-    for role in ("baseline", "contrastive", "finetune_base", "finetuned"):
-        d = describe_role(role, cfg)
+    for role in ALL_ROLES:
+        d = describe_role(cfg, role, splits)
         print(f"  {d['role']:<14} {d['model']:<32} pooling={d['pooling']:<5} {d['status']}")
     return 0
 
 
 def _cmd_metrics(args) -> int:
-    from .analysis import METRIC_TITLES, corpus_splits, measure
+    from .analysis import METRIC_TITLES, embed_splits, measure_embeddings
+    from .corpus import corpus_splits
+    from .encoders import load_encoder
 
     cfg = load_config(args.config)
     splits = corpus_splits(cfg)
     started = time.perf_counter()
-    row = measure(cfg, args.model, splits, transform=args.transform, progress=not args.json)
-    row["model"] = args.model if args.model in ("baseline", "contrastive", "finetune_base", "finetuned") else row["model"]
+    model = args.model if args.model in ALL_ROLES else load_encoder(
+        args.model, normalize=cfg.encoding.normalize, max_length=cfg.encoding.max_length
+    )
+    emb = embed_splits(cfg, model, splits, progress=not args.json)
+    row = measure_embeddings(emb, splits, args.transform)
+    row["model"] = args.model
     row["seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
         print(json.dumps(row))
     else:
         print(f"model {row['model']} (transform: {args.transform}), {row['n_test']} held-out chunks, dim {row['dim']}")
         for key, title in METRIC_TITLES.items():
-            print(f"  {title:<36} {row[key]:8.3f}")
+            print(f"  {title:<40} {row[key]:8.3f}")
         print(f"  ({row['seconds']} s)")
     return 0
 
 
 def _cmd_pretrain(args) -> int:
-    from .pretraining import pretrained_model, training_log
+    from .corpus import corpus_splits
+    from .pretraining import pretrained_model
+    from .training import TrainingLog
 
     cfg = load_config(args.config)
-    path = pretrained_model(cfg, progress=True)
+    path = pretrained_model(cfg, corpus_splits(cfg), progress=not args.json)
+    log_ = TrainingLog.load(path)
+    if args.json:
+        print(json.dumps({**log_.summary, "parameters": log_.parameters, "path": str(path)}))
+        return 0
     print(f"small BERT: {path}")
-    print(training_log(path).to_string(index=False))
+    print(log_.frame().round(4).to_string(index=False))
     return 0
 
 
 def _cmd_finetune(args) -> int:
-    from .finetuning import finetuned_model, training_history
+    from .corpus import corpus_splits
+    from .models import model_path
+    from .training import TrainingLog
 
     cfg = load_config(args.config)
-    path = finetuned_model(cfg, args.loss, progress=True)
+    path = model_path(cfg, FINETUNED, corpus_splits(cfg), loss=args.loss, progress=True)
     print(f"fine-tuned model: {path}")
-    hist = training_history(path)
-    print(hist.dropna(subset=["eval_silhouette"]).to_string(index=False))
+    frame = TrainingLog.load(path).frame()
+    print(frame.dropna(subset=["eval_silhouette"]).to_string(index=False))
     return 0
 
 
+def _cmd_train(args) -> int:
+    """Train (or reuse) every model the chapters use, with progress bars."""
+    from .corpus import corpus_splits
+    from .models import model_path
+    from .names import SMALL_BERT, ROLES
+
+    cfg = load_config(args.config)
+    splits = corpus_splits(cfg)
+    for role in ROLES:
+        if cfg.models.__getattribute__(role).name == SMALL_BERT:
+            print(f"{role}: {model_path(cfg, role, splits, progress=True)}")
+    for loss in cfg.finetuning.losses:
+        print(f"{FINETUNED} ({loss}): {model_path(cfg, FINETUNED, splits, loss=loss, progress=True)}")
+    return 0
+
+
+def _cmd_claims(args) -> int:
+    from .book import read_claims
+
+    cfg = load_config(args.config)
+    if args.run:
+        from .notebooks import execute_chapters
+
+        execute_chapters(cfg.source)
+    claims = read_claims(cfg)
+    if not claims:
+        print("no claims recorded for this configuration: build the book with it "
+              "(make book) or run 'python -m helpers claims --run'", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(claims, indent=2, sort_keys=True))
+    else:
+        status = {True: "holds", False: "FAILS", None: "n/a"}
+        for name, c in sorted(claims.items()):
+            print(f"{status[c['holds']]:<6} {name}: {c['statement']}")
+    return 1 if any(c["holds"] is False for c in claims.values()) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m helpers", description="Encoder Embeddings and Anisotropy: the book's pipeline.")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers", description="Encoder Embeddings and Anisotropy: the book's pipeline."
+    )
     parser.add_argument("--config", help="config file (default: $ANISOTROPY_BOOK_CONFIG or ./config.yaml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show informational log messages")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="validate config and data; show subjects, splits and model roles")
     p.set_defaults(func=_cmd_check)
     p = sub.add_parser("metrics", help="the metrics table of one model on the configured corpus")
-    p.add_argument("--model", required=True, help="baseline, contrastive, finetune_base, finetuned, a hub id or a folder")
-    p.add_argument("--transform", default="none", choices=["none", "center", "whiten", "abtt"])
+    p.add_argument("--model", required=True, help=f"{', '.join(ALL_ROLES)}, a hub id or a folder")
+    p.add_argument("--transform", default="none", choices=TRANSFORMS)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_metrics)
     p = sub.add_parser("pretrain", help="pre-train (or reuse) the book's small BERT")
+    p.add_argument("--json", action="store_true", help="print the training summary as one JSON object")
     p.set_defaults(func=_cmd_pretrain)
     p = sub.add_parser("finetune", help="fine-tune (or reuse) the contrastive model")
-    p.add_argument("--loss", choices=["batch_all_triplet", "multiple_negatives"], default=None)
+    p.add_argument("--loss", choices=LOSSES, default=None)
     p.set_defaults(func=_cmd_finetune)
+    p = sub.add_parser("train", help="train (or reuse) every model the chapters use")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("claims", help="the book's guarded claims and whether they hold")
+    p.add_argument("--json", action="store_true", help="print the claims as JSON")
+    p.add_argument("--run", action="store_true", help="execute the chapters first (minutes)")
+    p.set_defaults(func=_cmd_claims)
     # Let --config and -v also follow the sub-command.
     for action in list(sub.choices.values()):
         action.add_argument("--config", dest="config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

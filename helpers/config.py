@@ -1,8 +1,15 @@
 """Load and validate ``config.yaml``.
 
-Every chapter and every ``python -m helpers`` command reads one configuration file.
-Problems are reported as a single :class:`ConfigError` naming the file, the key, the bad
-value and how to fix it.
+Every chapter and every ``python -m helpers`` command reads one configuration file. Only
+``paths.data_dir`` is required; every other section and key has the default shown in the
+repository's ``config.yaml``. All problems of a file are reported together in one
+:class:`ConfigError`, one line each, naming the file and line, the key, a short excerpt of
+the bad value and how to fix it.
+
+The YAML is read with a safe loader that also refuses what no configuration needs and
+what could exhaust memory: duplicated keys, recursive aliases, nesting deeper than
+:data:`MAX_DEPTH`, and documents that expand (through aliases) to more than
+:data:`MAX_NODES` nodes, a "billion laughs".
 
 Example
 -------
@@ -15,46 +22,128 @@ Example
 from __future__ import annotations
 
 import os
+import reprlib
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_ENV = "ANISOTROPY_BOOK_CONFIG"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
+MAX_CONFIG_BYTES = 1_000_000
+MAX_DEPTH = 20  # a configuration is 3-4 levels deep
+MAX_NODES = 100_000  # after expanding aliases; the repository's config.yaml has about 100
+MIN_PER_SUBJECT = 4  # = helpers.corpus.MIN_PER_SUBJECT (not imported: config stays light)
+BOOK_WINDOW = 512  # positions of the packaged all-MiniLM-L6-v2 and of the book's small BERT
 
 
 class ConfigError(ValueError):
     """A configuration problem, with the file, key, value and fix in the message."""
 
 
+# --- short quotes of values ------------------------------------------------------------------------------
+
+class _ShortRepr(reprlib.Repr):
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxdict, self.maxset = 3, 4, 4, 4
+        self.maxstring, self.maxother, self.fillvalue = 60, 60, "…"
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 64:  # repr() of a huge int is slow, or refused past 4300 digits
+            return f"<a {x.bit_length()}-bit int>"
+        return repr(x)
+
+
+def excerpt(value: Any, limit: int = 80) -> str:
+    """A one-line ``repr`` of ``value`` of at most ``limit`` characters, cut with "…".
+
+    Safe on huge or deeply shared values: it never builds the full ``repr``.
+
+    >>> excerpt("x" * 1000)[:8], len(excerpt("x" * 1000)) <= 80
+    ("'xxxxxxx", True)
+    """
+    try:
+        text = _ShortRepr().repr(value)
+    except Exception:  # noqa: BLE001 - an odd object's __repr__ must not hide the real problem
+        text = f"<{type(value).__name__}>"
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int = 80, *, keep_end: bool = False) -> str:
+    """Plain ``text`` on one line, at most ``limit`` characters; ``keep_end`` cuts the middle (for paths)."""
+    text = " ".join(text[: limit * 8].split()) if not keep_end else " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    if keep_end:
+        half = limit // 2
+        return text[: half - 1] + "…" + text[-half:]
+    return text[: limit - 1] + "…"
+
+
+def _name(key: Any) -> str:
+    """A mapping key as shown in messages: strings as they are, anything else as a short repr."""
+    return _cut(key, 60) if isinstance(key, str) else excerpt(key, 60)
+
+
+def _shown_path(path: Path) -> str:
+    return repr(_cut(str(path), 80, keep_end=True))
+
+
+# --- the schema --------------------------------------------------------------------------------------------
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML turns yes/no/on/off into booleans; never a number here
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+def _path_text(value: Any, optional: bool = False) -> Any:
+    """Paths and model names: non-empty, no NUL byte, no component longer than a file name can be."""
+    if value is None and optional:
+        return None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError("must be a non-empty path")
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ValueError("must not contain a NUL character")
+        if any(len(os.fsencode(part)) > 255 for part in value.split("/")):
+            raise ValueError("has a path component longer than 255 bytes")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
+Seed = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=2**32 - 1)]  # numpy/scikit-learn seeds are 32-bit
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Paths(_Strict):
     data_dir: Path
-    results_dir: Path
+    results_dir: Path = Path("results")
     second_data_dir: Path | None = None
 
-    @field_validator("data_dir", "results_dir", mode="before")
+    @field_validator("data_dir", "results_dir", "second_data_dir", mode="before")
     @classmethod
-    def _not_empty(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise ValueError("must be a non-empty path")
-        return value
+    def _usable(cls, value: Any, info) -> Any:
+        return _path_text(value, optional=info.field_name == "second_data_dir")
 
 
 class DataSettings(_Strict):
     subjects: list[str] | None = None
-    train_subjects: list[str] | None = None
-    max_per_subject: int | None = Field(default=None, ge=2)
-    second_max_per_subject: int | None = Field(default=200, ge=2)
-    test_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
-    seed: int = 13
+    train_subjects: list[str] | None = Field(default_factory=lambda: ["physics", "biology", "history"])
+    max_per_subject: Int | None = Field(default=None, ge=MIN_PER_SUBJECT)
+    second_max_per_subject: Int | None = Field(default=200, ge=MIN_PER_SUBJECT)
+    test_fraction: Float = Field(default=0.3, gt=0.0, lt=1.0)
+    seed: Seed = 13
+    archive_max_bytes: Int = Field(default=2_000_000_000, ge=1)
+    archive_max_members: Int = Field(default=200_000, ge=1)
 
 
 class ModelSpec(_Strict):
@@ -63,46 +152,70 @@ class ModelSpec(_Strict):
     name: str = Field(min_length=1)
     pooling: Literal["mean", "cls"] = "mean"
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _usable_name(cls, value: Any) -> Any:
+        return _path_text(value)
+
 
 class Models(_Strict):
-    baseline: ModelSpec
-    contrastive: ModelSpec
-    finetune_base: ModelSpec
+    baseline: ModelSpec = ModelSpec(name="book:small-bert")
+    contrastive: ModelSpec = ModelSpec(name="packaged:all-MiniLM-L6-v2")
+    finetune_base: ModelSpec = ModelSpec(name="packaged:all-MiniLM-L6-v2")
 
 
 class Encoding(_Strict):
-    batch_size: int = Field(default=32, ge=1)
-    max_length: int = Field(default=256, ge=8, le=8192)
+    batch_size: Int = Field(default=32, ge=1, le=4096)
+    max_length: Int = Field(default=256, ge=8, le=8192)
     normalize: bool = True
 
 
 class Pretraining(_Strict):
-    hidden_size: int = Field(default=256, ge=16)
-    num_layers: int = Field(default=4, ge=1)
-    num_heads: int = Field(default=4, ge=1)
-    intermediate_size: int = Field(default=1024, ge=16)
-    max_length: int = Field(default=256, ge=16, le=512)
-    batch_size: int = Field(default=8, ge=2)
-    steps: int = Field(default=200, ge=1)
-    learning_rate: float = Field(default=5e-4, gt=0)
-    warmup_steps: int = Field(default=20, ge=0)
-    mask_probability: float = Field(default=0.15, gt=0, lt=1)
-    track_every: int = Field(default=20, ge=1)
+    hidden_size: Int = Field(default=256, ge=16, le=4096)
+    num_layers: Int = Field(default=4, ge=1, le=48)
+    num_heads: Int = Field(default=4, ge=1, le=64)
+    intermediate_size: Int = Field(default=1024, ge=16, le=16384)
+    tokenizer: Literal["corpus", "bert-base-uncased"] = "corpus"
+    vocab_size: Int = Field(default=2000, ge=100, le=100_000)  # with tokenizer: corpus
+    max_length: Int = Field(default=256, ge=16, le=512)
+    short_length: Int = Field(default=128, ge=16, le=512)  # blocks of most steps
+    long_fraction: Float = Field(default=0.1, ge=0, le=1)  # last steps on max_length blocks
+    batch_size: Int = Field(default=16, ge=2, le=4096)
+    steps: Int = Field(default=1500, ge=1, le=10_000_000)
+    learning_rate: Float = Field(default=2e-3, gt=0, le=1)
+    warmup_steps: Int = Field(default=150, ge=0, le=10_000_000)
+    weight_decay: Float = Field(default=0.01, ge=0, le=1)
+    dropout: Float = Field(default=0.1, ge=0, lt=1)
+    mask_probability: Float = Field(default=0.15, gt=0, lt=1)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU has it
+    track_every: Int = Field(default=150, ge=1, le=10_000_000)
     extra_text_dir: Path | None = None
-    seed: int = 13
+    seed: Seed = 13
+
+    @field_validator("extra_text_dir", mode="before")
+    @classmethod
+    def _usable(cls, value: Any) -> Any:
+        return _path_text(value, optional=True)
 
 
 class Finetuning(_Strict):
     losses: list[Literal["batch_all_triplet", "multiple_negatives"]] = Field(
         default_factory=lambda: ["batch_all_triplet", "multiple_negatives"], min_length=1
     )
-    epochs: int = Field(default=2, ge=1)
-    batch_size: int = Field(default=32, ge=4)
-    learning_rate: float = Field(default=5e-5, gt=0)
-    max_length: int = Field(default=96, ge=8, le=8192)
-    triplet_margin: float = Field(default=0.3, gt=0, le=2)
-    eval_steps: int = Field(default=3, ge=1)
-    seed: int = 13
+    epochs: Int = Field(default=2, ge=1, le=10_000)
+    batch_size: Int = Field(default=32, ge=4, le=4096)  # a batch must hold several subjects
+    learning_rate: Float = Field(default=5e-5, gt=0, le=1)
+    max_length: Int = Field(default=96, ge=8, le=8192)
+    triplet_margin: Float = Field(default=0.3, gt=0, le=2)
+    scale: Float = Field(default=20.0, gt=0, le=1000)  # multiple_negatives: 1 / temperature
+    eval_steps: Int = Field(default=3, ge=1, le=10_000_000)
+    seed: Seed = 13
+
+
+SECTIONS: dict[str, type[_Strict]] = {
+    "paths": Paths, "data": DataSettings, "models": Models,
+    "encoding": Encoding, "pretraining": Pretraining, "finetuning": Finetuning,
+}
 
 
 class Config(_Strict):
@@ -110,7 +223,7 @@ class Config(_Strict):
 
     paths: Paths
     data: DataSettings = DataSettings()
-    models: Models
+    models: Models = Models()
     encoding: Encoding = Encoding()
     pretraining: Pretraining = Pretraining()
     finetuning: Finetuning = Finetuning()
@@ -141,30 +254,267 @@ class Config(_Strict):
         return self.paths.results_dir / "cache"
 
 
+# --- reading YAML safely -----------------------------------------------------------------------------------
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that is well-formed but refused (duplicate key, too deep, too big), with its own fix."""
+
+    def __init__(self, problem: str, mark: Any, fix: str) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+        self.fix = fix
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys and nesting deeper than :data:`MAX_DEPTH`."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark,
+                               "A configuration is a few levels deep; check the brackets and indentation.")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, Any] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in seen:
+                        raise _Refused(f"key {_name(key.value)!r} appears twice (lines {seen[key.value].line + 1} "
+                                       f"and {key.start_mark.line + 1})", key.start_mark, "Keep one of them.")
+                    seen[key.value] = key.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # e.g. an int of 5000 digits, a 30th of February
+            raise _Refused(f"cannot read value {excerpt(getattr(node, 'value', ''))}: {_cut(str(exc), 120)}",
+                           node.start_mark, "Write the value differently (quote it to keep it as text).") from None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse recursive aliases, and documents whose aliases expand to too many nodes or too deep.
+
+    Counts without expanding: a node reached through several aliases is counted once per
+    reference, but computed once.
+    """
+    done: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded node count, expanded height)
+    on_path: set[int] = set()
+    fix = "Write the values out, or use fewer aliases (*name)."
+
+    def visit(node: yaml.Node, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in on_path:
+            raise _Refused("recursive alias (a value that contains itself)", node.start_mark, fix)
+        if key not in done:
+            if depth > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep once aliases are expanded", node.start_mark, fix)
+            on_path.add(key)
+            sizes = [visit(child, depth + 1) for child in _children(node)]
+            on_path.discard(key)
+            done[key] = (1 + sum(n for n, _ in sizes), 1 + max((h for _, h in sizes), default=0))
+        count, height = done[key]
+        if depth + height - 1 > MAX_DEPTH:
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep once aliases are expanded", node.start_mark, fix)
+        return count, height
+
+    count, _ = visit(root, 1)
+    if count > MAX_NODES:
+        raise _Refused(f"its aliases expand to {count:,} nodes (more than {MAX_NODES:,}; a 'billion laughs')",
+                       root.start_mark, fix)
+
+
+def _key_lines(root: yaml.Node | None) -> dict[tuple, int]:
+    """Line numbers of the sections and keys (two levels), for messages."""
+    lines: dict[tuple, int] = {}
+    if not isinstance(root, yaml.MappingNode):
+        return lines
+    for key, value in root.value:
+        if isinstance(key, yaml.ScalarNode):
+            lines[(key.value,)] = key.start_mark.line + 1
+            if isinstance(value, yaml.MappingNode):
+                for sub, _ in value.value:
+                    if isinstance(sub, yaml.ScalarNode):
+                        lines[(key.value, sub.value)] = sub.start_mark.line + 1
+    return lines
+
+
 def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, _Refused):
+        return ConfigError(f"{path}: refused YAML{where}: {problem}. {exc.fix}")
     return ConfigError(
-        f"{path}: malformed YAML{where}: {problem}. "
+        f"{path}: malformed YAML{where}: {_cut(str(problem), 200)}. "
         "Fix the indentation or quoting there (values containing ':' or '#' need quotes)."
     )
 
 
-def _validation_error(path: Path, exc: ValidationError) -> ConfigError:
-    lines = []
+def _read_yaml(source: Path) -> tuple[Any, dict[tuple, int]]:
+    if source.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: {source.stat().st_size:,} bytes is too big for a configuration "
+                          f"(at most {MAX_CONFIG_BYTES:,}). Point --config at the right file.")
+    try:
+        text = source.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text; save the file as UTF-8.") from None
+    try:
+        loader = _Loader(text)  # the reader already refuses control characters here
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None, {}
+            _check_expansion(node)
+            return loader.construct_document(node), _key_lines(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise _yaml_error(source, exc) from None
+
+
+# --- collecting every problem --------------------------------------------------------------------------------
+
+class _Problems:
+    """Problems of one file, each reported as one line naming the file, line, key, value and fix."""
+
+    def __init__(self, source: Path, lines: dict[tuple, int]) -> None:
+        self.source, self.lines, self.items = source, lines, []
+
+    def add(self, key: tuple, text: str) -> None:
+        line = next((self.lines[key[:n]] for n in (2, 1) if key[:n] in self.lines), None)
+        where = f"{self.source.name}, line {line}" if line else self.source.name
+        self.items.append((line or 0, f"{where}: {text}"))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            count = f"{len(self.items)} problems" if len(self.items) > 1 else "1 problem"
+            lines = [text for _, text in sorted(self.items, key=lambda item: item[0])]  # in file order
+            raise ConfigError(f"{self.source}: invalid configuration ({count}):\n  - " + "\n  - ".join(lines))
+
+
+def _default_of(loc: tuple) -> str | None:
+    model: Any = SECTIONS.get(str(loc[0])) if loc else None
+    for part in loc[1:]:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) and part != loc[-1]:
+            model = field.annotation
+            continue
+        if field.is_required():
+            return None
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            return None
+        return "null" if default is None else str(default).lower() if isinstance(default, bool) else excerpt(default)
+    return None
+
+
+def _add_validation_errors(problems: _Problems, section: str, exc: ValidationError) -> None:
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        value = err.get("input")
+        loc = (section, *err["loc"])
+        key = ".".join(_name(p) for p in loc)
+        value = excerpt(err.get("input"))
         if err["type"] == "extra_forbidden":
-            parent = key.rsplit(".", 1)[0] if "." in key else "the top level"
-            fix = f"remove it or check its spelling; see config.yaml in the repository for the keys allowed under {parent}"
-            lines.append(f"unknown key '{key}' (value {value!r}): {fix}")
+            fix = f"remove it or check its spelling; see config.yaml in the repository for the keys allowed under {section}"
+            problems.add(loc, f"unknown key '{key}' (value {value}): {fix}")
         elif err["type"] == "missing":
-            lines.append(f"missing key '{key}': add it (see config.yaml in the repository for an example)")
+            problems.add(loc, f"missing key '{key}': add it (see config.yaml in the repository for an example)")
         else:
-            lines.append(f"key '{key}' has bad value {value!r}: {err['msg']}")
-    return ConfigError(f"{path}: invalid configuration:\n  - " + "\n  - ".join(lines))
+            default = _default_of(loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            fix = f"Fix: use a valid value (default {default})." if default else "Fix the value."
+            problems.add(loc, f"key '{key}' has bad value {value}: {msg}. {fix}")
+
+
+def _validate_sections(raw: dict, problems: _Problems) -> tuple[dict[str, _Strict], set[tuple]]:
+    """Validate each section; return the sections (bad keys replaced by defaults) and the bad keys.
+
+    The stand-in defaults let the checks between keys still run on the keys that are valid.
+    """
+    for key, value in raw.items():
+        if key not in SECTIONS:
+            problems.add((key,), f"unknown key '{_name(key)}' (value {excerpt(value)}): remove it or "
+                                 "check its spelling; see config.yaml in the repository for the keys allowed under the top level")
+    sections, bad = {}, set()
+    for name, model in SECTIONS.items():
+        value = {} if raw.get(name) is None else raw[name]
+        try:
+            sections[name] = model.model_validate(value)
+        except ValidationError as exc:
+            _add_validation_errors(problems, name, exc)
+            failed = {err["loc"][0] for err in exc.errors() if err["loc"]}
+            bad |= {(name, key) for key in failed} | ({(name,)} if any(not e["loc"] for e in exc.errors()) else set())
+            if isinstance(value, dict) and (name,) not in bad:
+                try:
+                    sections[name] = model.model_validate({k: v for k, v in value.items() if k not in failed})
+                except ValidationError:
+                    pass
+    return sections, bad
+
+
+def _dependent_problems(s: dict[str, _Strict], bad: set[tuple], problems: _Problems) -> None:
+    """Ranges that depend on other keys, each checked only when the keys it reads are valid."""
+
+    def valid(section: str, *keys: str) -> Any:
+        ok = section in s and (section,) not in bad and not any((section, k) in bad for k in keys)
+        return s[section] if ok else None
+
+    if (pre := valid("pretraining", "hidden_size", "num_heads")) and pre.hidden_size % pre.num_heads:
+        problems.add(("pretraining", "num_heads"),
+                     f"key 'pretraining.num_heads' = {pre.num_heads} does not divide pretraining.hidden_size = "
+                     f"{pre.hidden_size}; each attention head gets hidden_size / num_heads dimensions. "
+                     "Fix: e.g. num_heads 4 with hidden_size 256.")
+    if (pre := valid("pretraining", "warmup_steps", "steps")) and pre.warmup_steps > pre.steps:
+        problems.add(("pretraining", "warmup_steps"),
+                     f"key 'pretraining.warmup_steps' = {pre.warmup_steps} is more than pretraining.steps = "
+                     f"{pre.steps}. Fix: use at most {pre.steps} (about a tenth of the steps is usual).")
+    if (data := valid("data", "train_subjects")) and data.train_subjects is not None and len(set(data.train_subjects)) == 1:
+        problems.add(("data", "train_subjects"),
+                     f"key 'data.train_subjects' = {excerpt(data.train_subjects)}: fine-tuning needs at least two "
+                     "subjects to tell apart. Fix: list two or more, or null for every subject.")
+    if models := valid("models", "baseline", "contrastive", "finetune_base"):
+        book = sorted({spec.name for spec in (models.baseline, models.contrastive, models.finetune_base)
+                       if spec.name.startswith(("packaged:", "book:"))})
+        windows = [("encoding", "max_length", book)]
+        if models.finetune_base.name.startswith(("packaged:", "book:")):
+            windows.append(("finetuning", "max_length", [models.finetune_base.name]))
+        for section, key, names in windows:
+            if names and (values := valid(section, key)) and getattr(values, key) > BOOK_WINDOW:
+                problems.add((section, key),
+                             f"key '{section}.{key}' = {getattr(values, key)} is longer than the {BOOK_WINDOW} positions "
+                             f"of {', '.join(names)}. Fix: use at most {BOOK_WINDOW}, or a model with a longer window.")
+    if data := valid("data", "subjects", "train_subjects"):
+        _check_subject_lists(data, problems)
+
+
+def _check_subject_lists(data: DataSettings, problems: _Problems) -> None:
+    subjects, train = data.subjects, data.train_subjects
+    for key, values in (("subjects", subjects), ("train_subjects", train)):
+        if values is not None and (len(values) == 0 or len(set(values)) != len(values)):
+            problems.add(("data", key), f"key 'data.{key}' = {excerpt(values)} must be a non-empty list without repeats, or null.")
+    if subjects and train and not set(train) <= set(subjects):
+        missing = sorted(set(train) - set(subjects))
+        problems.add(("data", "train_subjects"),
+                     f"key 'data.train_subjects' names {excerpt(missing)} which 'data.subjects' leaves out; "
+                     "add them to data.subjects or remove them from data.train_subjects.")
 
 
 def _resolve(base: Path, value: Path | None) -> Path | None:
@@ -174,17 +524,47 @@ def _resolve(base: Path, value: Path | None) -> Path | None:
     return value if value.is_absolute() else (base / value).resolve()
 
 
-def _check_writable(path: Path, source: Path) -> None:
+def _check_writable(path: Path) -> str | None:
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise ConfigError(
-            f"{source}: key 'paths.results_dir' = {str(path)!r} cannot be created or written "
-            f"({exc.strerror or exc}). Point it at a folder you can write to."
-        ) from None
+        return exc.strerror or str(exc)
+    return None
 
+
+def _resolve_paths(cfg: Config, check_data: bool, problems: _Problems) -> Config:
+    base = cfg.source.parent
+    try:
+        paths = cfg.paths.model_copy(update={
+            "data_dir": _resolve(base, cfg.paths.data_dir),
+            "results_dir": _resolve(base, cfg.paths.results_dir),
+            "second_data_dir": _resolve(base, cfg.paths.second_data_dir),
+        })
+        pre = cfg.pretraining.model_copy(update={"extra_text_dir": _resolve(base, cfg.pretraining.extra_text_dir)})
+    except (OSError, RuntimeError) as exc:  # e.g. a symlink loop
+        problems.add(("paths",), f"a path cannot be resolved ({exc}). Fix the paths section.")
+        return cfg
+    if check_data:
+        try:
+            exists = paths.data_dir.exists()
+        except OSError as exc:
+            exists, reason = False, f" ({exc.strerror})"
+        else:
+            reason = ""
+        if not exists:
+            problems.add(("paths", "data_dir"),
+                         f"key 'paths.data_dir' = {_shown_path(paths.data_dir)} does not exist{reason}. Point it at a folder of "
+                         "subject sub-folders, a JSONL/CSV/Parquet file or a .tar.gz/.zip archive.")
+        if (reason := _check_writable(paths.results_dir)) is not None:
+            problems.add(("paths", "results_dir"),
+                         f"key 'paths.results_dir' = {_shown_path(paths.results_dir)} cannot be created or written "
+                         f"({reason}). Point it at a folder you can write to.")
+    return cfg.model_copy(update={"paths": paths, "pretraining": pre})
+
+
+# --- the entry points ----------------------------------------------------------------------------------------
 
 def config_path(explicit: str | Path | None = None) -> Path:
     """The config file to use: ``explicit``, else ``$ANISOTROPY_BOOK_CONFIG``, else the repo's ``config.yaml``."""
@@ -197,6 +577,7 @@ def load_config(path: str | Path | None = None, *, check_data: bool = True) -> C
 
     Relative paths are resolved against the folder holding the file. With
     ``check_data`` the data folder must exist and the results folder must be writable.
+    Every problem found is reported in one :class:`ConfigError`.
 
     >>> cfg = load_config("config.yaml")          # doctest: +SKIP
     >>> cfg.model_spec("contrastive").name         # doctest: +SKIP
@@ -208,54 +589,18 @@ def load_config(path: str | Path | None = None, *, check_data: bool = True) -> C
             f"{source}: config file not found. Pass --config PATH, set {CONFIG_ENV}, "
             "or run from the repository root where config.yaml lives."
         )
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise _yaml_error(source, exc) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: not UTF-8 text; save the file as UTF-8.") from None
+    raw, lines = _read_yaml(source)
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{source}: expected a mapping with keys 'paths' and 'models' at the top level, "
-            f"got {type(raw).__name__}. See config.yaml in the repository for the layout."
+            f"{source}: expected a mapping of sections ('paths' with its 'data_dir', optionally 'models' and others) "
+            f"at the top level, got {type(raw).__name__}. See config.yaml in the repository for the layout."
         )
-    try:
-        cfg = Config.model_validate({**raw, "source": source})
-    except ValidationError as exc:
-        raise _validation_error(source, exc) from None
-
-    base = source.parent
-    paths = cfg.paths.model_copy(
-        update={
-            "data_dir": _resolve(base, cfg.paths.data_dir),
-            "results_dir": _resolve(base, cfg.paths.results_dir),
-            "second_data_dir": _resolve(base, cfg.paths.second_data_dir),
-        }
-    )
-    pre = cfg.pretraining.model_copy(update={"extra_text_dir": _resolve(base, cfg.pretraining.extra_text_dir)})
-    cfg = cfg.model_copy(update={"paths": paths, "pretraining": pre})
-
-    if check_data:
-        if not paths.data_dir.exists():
-            raise ConfigError(
-                f"{source}: key 'paths.data_dir' = {str(paths.data_dir)!r} does not exist. "
-                "Point it at a folder of subject sub-folders, a JSONL/CSV/Parquet file or a .tar.gz/.zip archive."
-            )
-        _check_writable(paths.results_dir, source)
-    _check_subject_lists(cfg)
+    problems = _Problems(source, lines)
+    sections, bad = _validate_sections(raw, problems)
+    _dependent_problems(sections, bad, problems)
+    if "paths" not in sections:
+        problems.raise_if_any()
+    cfg = Config.model_validate({**sections, "source": source})
+    cfg = _resolve_paths(cfg, check_data, problems)
+    problems.raise_if_any()
     return cfg
-
-
-def _check_subject_lists(cfg: Config) -> None:
-    subjects, train = cfg.data.subjects, cfg.data.train_subjects
-    for key, values in (("data.subjects", subjects), ("data.train_subjects", train)):
-        if values is not None and (len(values) == 0 or len(set(values)) != len(values)):
-            raise ConfigError(
-                f"{cfg.source}: key '{key}' = {values!r} must be a non-empty list without repeats, or null."
-            )
-    if subjects and train and not set(train) <= set(subjects):
-        missing = sorted(set(train) - set(subjects))
-        raise ConfigError(
-            f"{cfg.source}: key 'data.train_subjects' names {missing} which 'data.subjects' leaves out; "
-            "add them to data.subjects or remove them from data.train_subjects."
-        )

@@ -5,9 +5,12 @@ Accepted inputs (``paths.data_dir``):
 * a folder with one sub-folder per subject holding ``.txt``/``.md`` files, one chunk per file;
 * a ``.jsonl``/``.json``/``.csv``/``.parquet`` file, or a folder of them, with ``text`` and
   ``subject`` columns (an ``id`` column is used when present);
-* a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive holding either of the above.
+* a ``.tar.gz``/``.tgz``/``.tar.bz2``/``.tar.xz``/``.tar``/``.zip`` archive holding either of
+  the above. It is extracted into a scratch folder (``.extract-*`` under ``scratch_dir``)
+  within limits on size and member count, and removed afterwards.
 
-Subjects are whatever the data holds; nothing here knows about physics or history.
+Subjects are whatever the data holds; nothing here knows about physics or history. Table
+cells are read as text: a subject called ``NA`` or ``null`` is a subject like any other.
 
 Example
 -------
@@ -19,45 +22,89 @@ Example
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import lzma
+import math
+import shutil
+import stat
+import struct
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset, DatasetDict
-from sklearn.model_selection import train_test_split
+
+from .storage import is_stale, owner_tag, remove_stale
+
+if TYPE_CHECKING:  # datasets and scikit-learn are imported when needed: `check` stays light on bad input
+    from datasets import Dataset, DatasetDict
 
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".txt", ".md"}
 TABLE_SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-MIN_PER_SUBJECT = 4  # at least one test chunk and a few train chunks per subject
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
+MIN_TRAIN_PER_SUBJECT = 3
+MIN_TEST_PER_SUBJECT = 1
+MIN_PER_SUBJECT = MIN_TRAIN_PER_SUBJECT + MIN_TEST_PER_SUBJECT
 LONG_CHUNK_WORDS = 2000  # far beyond any encoder window: worth telling the reader
+ARCHIVE_MAX_BYTES = 2_000_000_000  # defaults of data.archive_max_bytes / data.archive_max_members
+ARCHIVE_MAX_MEMBERS = 200_000
+ARCHIVE_MAX_NESTING = 3  # an archive in a folder in an archive ... at most this deep
+EXTRACT_PREFIX = ".extract-"
+MAX_CONFLICTS_SHOWN = 20
 
 
 class CorpusError(ValueError):
     """A data problem, naming the file or subject and how to fix it."""
 
 
-def _read_text_file(path: Path) -> str:
-    raw = path.read_bytes()
+def excerpt(text: str, limit: int = 60) -> str:
+    """``text`` on one line, cut to ``limit`` characters with "…".
+
+    >>> excerpt("a  long\\ntext", limit=8)
+    'a long …'
+    """
+    flat = " ".join(str(text)[: limit * 4].split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# --- text files ------------------------------------------------------------------------------------
+
+def _decode(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
     try:
-        text = raw.decode("utf-8")
+        return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise CorpusError(
             f"{path}: not valid UTF-8 (bad byte 0x{raw[exc.start]:02x} at offset {exc.start}). "
             "Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`."
         ) from None
-    text = text.strip()
+
+
+def _read_text_file(path: Path) -> str:
+    text = _decode(path, path.read_bytes()).strip()
     if not text:
         raise CorpusError(f"{path}: the chunk file is empty. Delete it or put the chunk's text in it.")
     return text
+
+
+def _utf8_name(root: Path, rel: str) -> str:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise CorpusError(f"{root}: file name {shown!r} is not valid UTF-8. Rename it.") from None
+    return rel
 
 
 def _load_subject_folders(root: Path) -> pd.DataFrame:
@@ -65,91 +112,301 @@ def _load_subject_folders(root: Path) -> pd.DataFrame:
     for subject_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         for f in sorted(subject_dir.rglob("*")):
             if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES and not f.name.startswith("."):
-                rel = f.relative_to(root).as_posix()
+                rel = _utf8_name(root, f.relative_to(root).as_posix())
                 rows.append({"id": rel.rsplit(".", 1)[0], "text": _read_text_file(f), "subject": subject_dir.name, "source": rel})
     return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
+# --- tables ----------------------------------------------------------------------------------------
+
+def _jsonl_records(path: Path) -> list[tuple[str, Any]]:
+    records = []
+    for number, line in enumerate(_decode(path, path.read_bytes(), "utf-8-sig").split("\n"), 1):
+        if line.strip():
+            try:
+                records.append((f"record {len(records) + 1} (line {number})", json.loads(line)))
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+                raise CorpusError(f"{path}: line {number} of this JSONL file is not valid JSON ({excerpt(exc, 120)}). Fix or remove that line.") from None
+    return records
+
+
+def _json_records(path: Path) -> list[tuple[str, Any]]:
     try:
-        if suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, encoding="utf-8")
-        elif suffix == ".json":
-            frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
-        elif suffix == ".csv":
-            frame = pd.read_csv(path, encoding="utf-8")
-        else:
-            frame = pd.read_parquet(path)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}). Re-save it as UTF-8.") from None
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise CorpusError(f"{path}: cannot be parsed as {suffix[1:].upper()} ({exc}). Check the file's format.") from None
-    missing = {"text", "subject"} - set(frame.columns)
+        data = json.loads(_decode(path, path.read_bytes(), "utf-8-sig"))
+    except (ValueError, RecursionError) as exc:
+        raise CorpusError(f"{path}: cannot be parsed as JSON ({excerpt(exc, 120)}). Check the file's format.") from None
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        lengths = {len(v) for v in data.values()}
+        if len(lengths) != 1:
+            raise CorpusError(f"{path}: its columns have different lengths {sorted(lengths)}. Give every column one value per record.")
+        data = [dict(zip(data, values)) for values in zip(*data.values())]
+    if not isinstance(data, list):
+        raise CorpusError(
+            f"{path}: expected a list of records ({{\"text\": ..., \"subject\": ...}}) or an object of columns, "
+            f"got a JSON {type(data).__name__}."
+        )
+    return [(f"record {i}", record) for i, record in enumerate(data, 1)]
+
+
+def _frame_records(path: Path, frame: pd.DataFrame, csv: bool) -> list[tuple[str, Any]]:
+    frame.columns = [str(c) for c in frame.columns]
+    where = (lambda i: f"record {i} (row {i + 1} counting the header)") if csv else (lambda i: f"record {i}")
+    return [(where(i), record) for i, record in enumerate(frame.to_dict("records"), 1)]
+
+
+def _table_records(path: Path) -> list[tuple[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _jsonl_records(path)
+    if suffix == ".json":
+        return _json_records(path)
+    if suffix == ".csv":
+        text = _decode(path, path.read_bytes(), "utf-8-sig")
+        if not text.strip():
+            return []
+        read = lambda: pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)  # noqa: E731
+    else:
+        read = lambda: pd.read_parquet(path)  # noqa: E731
+    try:
+        frame = read()
+    except CorpusError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types on malformed input
+        raise CorpusError(
+            f"{path}: cannot be parsed as {suffix[1:].upper()} ({type(exc).__name__}: {excerpt(exc, 120)}). Check the file's format."
+        ) from None
+    return _frame_records(path, frame, csv=suffix == ".csv")
+
+
+def _cell(value: Any) -> str | None:
+    """A table cell as text, or ``None`` when it is missing. Raises ``TypeError`` for non-text values."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TypeError("bytes that are not UTF-8") from None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float, np.integer, np.floating)):
+        raise TypeError(f"a {type(value).__name__}, not text")
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TypeError("text with an invalid character (an unpaired surrogate)") from None
+    return text
+
+
+def _field(path: Path, where: str, record: dict, column: str) -> str:
+    try:
+        value = _cell(record.get(column))
+    except TypeError as exc:
+        raise CorpusError(f"{path}: {where} has a {column!r} that is {exc}. Make it a string.") from None
+    if value is None or not value.strip():
+        raise CorpusError(
+            f"{path}: {where} has an empty or missing {column!r}. Fill it in or remove the record "
+            "(every record needs a 'text' and a 'subject')."
+        )
+    return value.strip() if column != "id" else value
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    records = _table_records(path)
+    if not records:
+        raise CorpusError(f"{path}: holds no records. Remove the file or add rows with 'text' and 'subject'.")
+    for where, record in records:
+        if not isinstance(record, dict):
+            raise CorpusError(f"{path}: {where} is a JSON {type(record).__name__}, not an object with 'text' and 'subject'.")
+    columns = {str(k) for _, record in records for k in record}
+    missing = {"text", "subject"} - columns
     if missing:
         raise CorpusError(
-            f"{path}: missing column(s) {sorted(missing)}; found {sorted(map(str, frame.columns))}. "
+            f"{path}: missing column(s) {sorted(missing)}; found {sorted(columns)[:20]}. "
             "Each record needs a 'text' and a 'subject' field."
         )
-    if frame.empty:
-        raise CorpusError(f"{path}: holds no records. Remove the file or add rows with 'text' and 'subject'.")
-    blank = frame["text"].isna() | (frame["text"].astype(str).str.strip() == "")
-    if blank.any():
-        first = int(np.flatnonzero(blank.to_numpy())[0])
-        raise CorpusError(f"{path}: record {first + 1} has an empty 'text'. Remove it or fill it in.")
-    ids = frame["id"].astype(str) if "id" in frame.columns else pd.Series([f"{path.stem}-{i}" for i in range(len(frame))])
-    return pd.DataFrame(
-        {
-            "id": ids.to_numpy(),
-            "text": frame["text"].astype(str).str.strip().to_numpy(),
-            "subject": frame["subject"].astype(str).to_numpy(),
+    rows = []
+    for i, (where, record) in enumerate(records):
+        rows.append({
+            "id": _field(path, where, record, "id") if "id" in columns else f"{path.stem}-{i}",
+            "text": _field(path, where, record, "text"),
+            "subject": _field(path, where, record, "subject"),
             "source": path.name,
-        }
-    )
+        })
+    return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
 
 
-def _safe_extract(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` into ``dest``, refusing absolute paths, ``..`` and links."""
+# --- archives --------------------------------------------------------------------------------------
 
-    def check(name: str) -> None:
-        pure = PurePosixPath(name.replace("\\", "/"))
-        if pure.is_absolute() or ".." in pure.parts:
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError,
+                   ValueError, NotImplementedError, RuntimeError, struct.error)
+
+
+@dataclass
+class _ArchiveBudget:
+    """What extraction may still write, shared by an archive and the archives inside it."""
+
+    max_bytes: int
+    max_members: int
+    archive: Path  # the configured archive, named in messages
+    written: int = 0
+    members: int = 0
+
+    def _too_big(self, member: str) -> CorpusError:
+        return CorpusError(
+            f"{self.archive}: extracting it would write more than {self.max_bytes:,} bytes (at member {excerpt(member)!r}). "
+            "Raise data.archive_max_bytes if the archive is trusted, or use a smaller corpus."
+        )
+
+    def add_member(self, name: str, size: int, declared: list[int]) -> None:
+        """Count one member from its header (before anything is written)."""
+        self.members += 1
+        if self.members > self.max_members:
             raise CorpusError(
-                f"{archive}: refuses to extract unsafe member path {name!r} (absolute or containing '..'). "
-                "Re-create the archive with relative paths inside one folder."
+                f"{self.archive}: holds more than {self.max_members:,} members. "
+                "Raise data.archive_max_members if the archive is trusted, or split the corpus."
             )
+        declared[0] += max(size, 0)
+        if self.written + declared[0] > self.max_bytes:
+            raise self._too_big(name)
 
+    def copy(self, source: IO[bytes], target: Path, name: str) -> None:
+        """Stream ``source`` into ``target``, counting the bytes really written (headers can lie)."""
+        with open(target, "wb") as out:
+            while block := source.read(1 << 20):
+                self.written += len(block)
+                if self.written > self.max_bytes:
+                    raise self._too_big(name)
+                out.write(block)
+
+
+def _is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _member_target(archive: Path, dest: Path, name: str) -> Path | None:
+    """Where member ``name`` goes under ``dest``; ``None`` for the archive's root itself."""
+    clean = name.replace("\\", "/")
+    pure = PurePosixPath(clean)
+    if pure.is_absolute() or ".." in pure.parts or "\0" in clean or clean[1:2] == ":":
+        raise CorpusError(
+            f"{archive}: refuses to extract unsafe member path {excerpt(repr(name), 120)} (absolute or containing '..'). "
+            "Re-create the archive with relative paths inside one folder."
+        )
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    return dest.joinpath(*parts) if parts else None
+
+
+def _refuse_kind(archive: Path, name: str, kind: str) -> CorpusError:
+    return CorpusError(f"{archive}: member {excerpt(repr(name))} is a {kind}; only plain files and folders are accepted.")
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile, budget: _ArchiveBudget) -> Iterator[tuple[str, bool, Any]]:
+    declared = [0]
+    members = []
+    for m in tf:  # headers only: stops at the first member over a limit, before extracting anything
+        budget.add_member(m.name, m.size if m.isreg() else 0, declared)
+        if m.issym() or m.islnk():
+            raise _refuse_kind(archive, m.name, "link")
+        if m.ischr() or m.isblk() or m.isfifo():
+            raise _refuse_kind(archive, m.name, "special file (device or pipe)")
+        if not (m.isreg() or m.isdir()):
+            raise _refuse_kind(archive, m.name, "member of an unsupported type")
+        members.append(m)
+    for m in members:
+        yield m.name, m.isdir(), (lambda m=m: tf.extractfile(m))
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile, budget: _ArchiveBudget) -> Iterator[tuple[str, bool, Any]]:
+    declared = [0]
+    infos = zf.infolist()
+    for info in infos:
+        budget.add_member(info.filename, info.file_size, declared)
+        mode = info.external_attr >> 16  # Unix mode bits, when the zip was made on Unix
+        if stat.S_ISLNK(mode):
+            raise _refuse_kind(archive, info.filename, "link")
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise _refuse_kind(archive, info.filename, "special file (device or pipe)")
+    for info in infos:
+        yield info.filename, info.is_dir(), (lambda info=info: zf.open(info))
+
+
+def _safe_extract(archive: Path, dest: Path, budget: _ArchiveBudget) -> None:
+    """Extract ``archive`` into ``dest``: plain files and folders only, inside ``dest``, within ``budget``."""
     try:
-        if archive.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf:
-                for name in zf.namelist():
-                    check(name)
-                zf.extractall(dest)
-        else:
-            with tarfile.open(archive) as tf:
-                members = tf.getmembers()
-                for m in members:
-                    check(m.name)
-                    if m.issym() or m.islnk() or m.isdev():
-                        raise CorpusError(f"{archive}: member {m.name!r} is a link or device; only plain files are accepted.")
-                tf.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise CorpusError(f"{archive}: cannot be read as an archive ({exc}). Check that the download is complete.") from None
+        is_zip = archive.name.lower().endswith(".zip")
+        with (zipfile.ZipFile(archive) if is_zip else tarfile.open(archive, "r:*")) as handle:
+            members = _zip_members(archive, handle, budget) if is_zip else _tar_members(archive, handle, budget)
+            for name, is_dir, opener in members:
+                target = _member_target(archive, dest, name)
+                if target is None:
+                    continue
+                if is_dir:
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with opener() as source:
+                    budget.copy(source, target, name)
+    except CorpusError:
+        raise
+    except _ARCHIVE_ERRORS as exc:
+        raise CorpusError(
+            f"{archive}: cannot be read as an archive ({type(exc).__name__}: {excerpt(exc, 120)}). "
+            "Check that the download is complete and the file is not encrypted."
+        ) from None
 
 
-def _load_path(path: Path) -> pd.DataFrame:
+@contextmanager
+def _scratch_folder(root: Path | None) -> Iterator[Path]:
+    """A fresh ``.extract-*`` folder under ``root`` (default: the system temp folder), removed afterwards.
+
+    Leftovers of killed runs (owner gone, or older than :data:`helpers.storage.STALE_AFTER`) go first.
+    """
+    root = Path(root) if root is not None else Path(tempfile.gettempdir())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for old in root.glob(EXTRACT_PREFIX + "*"):
+            if is_stale(old, "-".join(old.name[len(EXTRACT_PREFIX):].split("-")[:2])):
+                remove_stale(old)
+        folder = Path(tempfile.mkdtemp(prefix=f"{EXTRACT_PREFIX}{owner_tag()}-", dir=root))
+    except OSError as exc:
+        raise CorpusError(f"{root}: cannot create a scratch folder to extract into ({exc.strerror or exc}). "
+                          "Make paths.results_dir writable.") from None
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Context:
+    scratch_dir: Path | None
+    budget: _ArchiveBudget | None = None
+    nesting: int = 0
+
+
+def _load_archive(path: Path, ctx: _Context) -> pd.DataFrame:
+    if ctx.nesting >= ARCHIVE_MAX_NESTING:
+        raise CorpusError(f"{path}: archives nested more than {ARCHIVE_MAX_NESTING} deep. Extract the inner archive first.")
+    with _scratch_folder(ctx.scratch_dir) as folder:
+        _safe_extract(path, folder, ctx.budget)
+        inner = folder
+        entries = [p for p in inner.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+        # An archive usually wraps everything in one top folder (chunks/...).
+        if len(entries) == 1 and entries[0].is_dir() and not _has_table_files(inner):
+            inner = entries[0]
+        frame = _load_path(inner, replace(ctx, nesting=ctx.nesting + 1))
+    frame["source"] = path.name + ":" + frame["source"].astype(str)
+    return frame
+
+
+# --- folders and files -------------------------------------------------------------------------------
+
+def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
     if path.is_file():
-        if path.name.lower().endswith(ARCHIVE_SUFFIXES):
-            with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
-                _safe_extract(path, Path(tmp))
-                inner = Path(tmp)
-                entries = [p for p in inner.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-                # An archive usually wraps everything in one top folder (chunks/...).
-                if len(entries) == 1 and entries[0].is_dir() and not _has_table_files(inner):
-                    inner = entries[0]
-                frame = _load_path(inner)
-                frame["source"] = path.name + ":" + frame["source"].astype(str)
-                return frame
+        if _is_archive(path):
+            return _load_archive(path, ctx)
         if path.suffix.lower() in TABLE_SUFFIXES:
             return _read_table(path)
         raise CorpusError(
@@ -157,7 +414,7 @@ def _load_path(path: Path) -> pd.DataFrame:
             f"a {'/'.join(sorted(TABLE_SUFFIXES))} file, or a {'/'.join(ARCHIVE_SUFFIXES)} archive."
         )
     if not path.is_dir():
-        raise CorpusError(f"{path}: does not exist. Set paths.data_dir to your corpus.")
+        raise CorpusError(f"{path}: does not exist (or is not a file or folder). Set paths.data_dir to your corpus.")
     # Subject sub-folders win: a manifest.csv beside them describes them, it is not data.
     frame = _load_subject_folders(path)
     if not frame.empty:
@@ -165,18 +422,50 @@ def _load_path(path: Path) -> pd.DataFrame:
     tables = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
     if tables:
         return pd.concat([_read_table(t) for t in tables], ignore_index=True)
-    archives = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES))
+    archives = sorted(p for p in path.iterdir() if p.is_file() and _is_archive(p))
     if len(archives) == 1:
-        return _load_path(archives[0])
+        return _load_path(archives[0], ctx)
     raise CorpusError(
         f"{path}: no chunks found. Expected sub-folders named after subjects holding .txt/.md files "
         "(one chunk per file), or .jsonl/.csv/.parquet files with 'text' and 'subject' columns."
     )
-    return frame
 
 
 def _has_table_files(folder: Path) -> bool:
     return any(p.suffix.lower() in TABLE_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
+# --- duplicates -----------------------------------------------------------------------------------------
+
+def _drop_conflicts(frame: pd.DataFrame, where: Path) -> pd.DataFrame:
+    """Drop texts found under more than one subject (from every subject), with a warning."""
+    key = frame["text"].str.split().str.join(" ").str.lower()
+    n_subjects = frame.groupby(key)["subject"].transform("nunique")
+    conflicted = n_subjects > 1
+    if not conflicted.any():
+        return frame
+    lines = []
+    for _, group in frame[conflicted].groupby(key[conflicted], sort=False):
+        homes = "; ".join(
+            f"{subject} ({', '.join(group.loc[group['subject'] == subject, 'source'].astype(str).head(3))})"
+            for subject in sorted(group["subject"].unique())
+        )
+        lines.append(f"{excerpt(group['text'].iloc[0])!r} under {homes}")
+    more = [f"... and {len(lines) - MAX_CONFLICTS_SHOWN} more"] if len(lines) > MAX_CONFLICTS_SHOWN else []
+    log.warning(
+        "dropped %d text(s) found under more than one subject (kept under none; fix their subject):\n  %s",
+        len(lines), "\n  ".join(lines[:MAX_CONFLICTS_SHOWN] + more),
+    )
+    kept = frame.loc[~conflicted]
+    emptied = sorted(set(frame["subject"]) - set(kept["subject"]))
+    if emptied:
+        partners = sorted(set(frame.loc[conflicted, "subject"]) - set(emptied))
+        raise CorpusError(
+            f"{where}: subject(s) {emptied} have no chunks left: every one of their texts also appears under another "
+            f"subject{' (' + ', '.join(partners) + ')' if partners else ''}. A subject that copies another is a "
+            "labelling mistake: remove the copy or fix the subjects (or leave it out with data.subjects)."
+        )
+    return kept
 
 
 def _drop_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -188,36 +477,57 @@ def _drop_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[~dup]
 
 
+# --- public API ---------------------------------------------------------------------------------------
+
 def load_corpus(
     path: str | Path,
     *,
     subjects: list[str] | None = None,
     max_per_subject: int | None = None,
     seed: int = 13,
+    scratch_dir: str | Path | None = None,
+    archive_max_bytes: int | None = None,
+    archive_max_members: int | None = None,
 ) -> Dataset:
     """Load chunks from ``path`` into a :class:`datasets.Dataset` with ``id``, ``text``, ``subject``, ``source``.
 
-    Rows are sorted by subject and id, duplicates (same text up to spacing and case) are
-    dropped with a warning, ``subjects`` selects subjects, and ``max_per_subject`` keeps a
-    seeded random sample of each subject.
+    Rows are sorted by subject and id; ``subjects`` selects subjects. A text found under two
+    subjects is dropped from both with a warning; repeats within one subject (same text up
+    to spacing and case) are dropped with a warning. ``max_per_subject`` keeps a seeded
+    random sample of each subject.
+
+    Archives are extracted under ``scratch_dir`` (pass ``cfg.paths.results_dir``; default:
+    the system temp folder) within ``archive_max_bytes`` and ``archive_max_members``
+    (defaults :data:`ARCHIVE_MAX_BYTES`, :data:`ARCHIVE_MAX_MEMBERS`).
 
     >>> ds = load_corpus("data/chunks", subjects=["physics", "history"])   # doctest: +SKIP
     >>> sorted(set(ds["subject"]))                                         # doctest: +SKIP
     ['history', 'physics']
     """
+    from datasets import Dataset
+
     path = Path(path)
-    frame = _load_path(path)
+    budget = _ArchiveBudget(
+        max_bytes=ARCHIVE_MAX_BYTES if archive_max_bytes is None else archive_max_bytes,
+        max_members=ARCHIVE_MAX_MEMBERS if archive_max_members is None else archive_max_members,
+        archive=path,
+    )
+    try:
+        frame = _load_path(path, _Context(None if scratch_dir is None else Path(scratch_dir), budget))
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot be read ({exc.strerror or exc}: {exc.filename}). Check its permissions.") from None
     frame = frame.sort_values(["subject", "id"], kind="stable").reset_index(drop=True)
-    frame = _drop_duplicates(frame)
-    if frame["id"].duplicated().any():
-        dup_ids = frame.loc[frame["id"].duplicated(), "id"].head(3).tolist()
-        raise CorpusError(f"{path}: ids repeat ({dup_ids}). Give every chunk a unique id.")
     available = sorted(frame["subject"].unique())
     if subjects is not None:
         unknown = sorted(set(subjects) - set(available))
         if unknown:
-            raise CorpusError(f"{path}: subject(s) {unknown} not in the data; it holds {available}. Fix data.subjects.")
+            shown = available if len(available) <= 30 else available[:30] + ["..."]
+            raise CorpusError(f"{path}: subject(s) {unknown} not in the data; it holds {shown}. Fix data.subjects.")
         frame = frame[frame["subject"].isin(subjects)]
+    frame = _drop_duplicates(_drop_conflicts(frame, path))
+    if frame["id"].duplicated().any():
+        dup_ids = frame.loc[frame["id"].duplicated(), "id"].head(3).tolist()
+        raise CorpusError(f"{path}: ids repeat ({[excerpt(i) for i in dup_ids]}). Give every chunk a unique id.")
     if max_per_subject is not None:
         rng = np.random.default_rng(seed)
         parts = []
@@ -236,15 +546,42 @@ def load_corpus(
     return Dataset.from_pandas(frame[["id", "text", "subject", "source"]], preserve_index=False)
 
 
+def _fraction_range(counts: Counter) -> tuple[float, float]:
+    """Test fractions that leave every subject its minimum test and train chunks (approximately)."""
+    low = max(MIN_TEST_PER_SUBJECT / n for n in counts.values())
+    high = min((n - MIN_TRAIN_PER_SUBJECT) / n for n in counts.values())
+    return math.ceil(low * 100) / 100, math.floor(high * 100) / 100
+
+
+def _short_subject_error(subject: str, n: int, train: int, test: int, test_fraction: float, counts: Counter) -> CorpusError:
+    low, high = _fraction_range(counts)
+    fix = (f"Set data.test_fraction between about {low} and {high}" if low <= high
+           else "No single data.test_fraction suits subjects this unequal in size: add chunks to the small subjects")
+    return CorpusError(
+        f"data.test_fraction = {test_fraction} leaves subject {subject!r} ({n} chunks) with {train} chunk(s) to train on "
+        f"and {test} to test on; every subject needs at least {MIN_TRAIN_PER_SUBJECT} train and "
+        f"{MIN_TEST_PER_SUBJECT} test chunk(s). {fix}, or add chunks to {subject!r} (or leave it out with data.subjects)."
+    )
+
+
 def split_corpus(ds: Dataset, *, test_fraction: float = 0.3, seed: int = 13) -> DatasetDict:
     """Deterministic stratified train/test split (same seed and data give the same split).
 
-    Every subject needs at least ``MIN_PER_SUBJECT`` chunks.
+    Every subject needs at least ``MIN_PER_SUBJECT`` chunks, and the split must leave it at
+    least ``MIN_TRAIN_PER_SUBJECT`` train and ``MIN_TEST_PER_SUBJECT`` test chunks; otherwise a
+    :class:`CorpusError` names the subject and a ``test_fraction`` that works.
 
     >>> splits = split_corpus(load_corpus("data/chunks"), test_fraction=0.3)   # doctest: +SKIP
     >>> len(splits["test"]) > 0                                                # doctest: +SKIP
     True
     """
+    from datasets import DatasetDict
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise CorpusError(f"data.test_fraction = {test_fraction} must be between 0 and 1 (exclusive), e.g. 0.3.")
+    if not 0 <= seed < 2**32:
+        raise CorpusError(f"data.seed = {seed} must be a whole number from 0 to {2**32 - 1}.")
     counts = Counter(ds["subject"])
     small = {s: n for s, n in sorted(counts.items()) if n < MIN_PER_SUBJECT}
     if small:
@@ -254,10 +591,18 @@ def split_corpus(ds: Dataset, *, test_fraction: float = 0.3, seed: int = 13) -> 
         )
     if len(counts) < 2:
         raise CorpusError(f"the corpus has only one subject ({list(counts)}); the book compares subjects, so add at least one more.")
+    n_test = max(len(counts), int(round(test_fraction * len(ds))))
+    expected = {s: (n - round(n * n_test / len(ds)), round(n * n_test / len(ds))) for s, n in counts.items()}
+    if len(ds) - n_test < len(counts) * MIN_TRAIN_PER_SUBJECT:  # scikit-learn would fail or starve a subject
+        subject = min(expected, key=lambda s: (expected[s][0], s))
+        raise _short_subject_error(subject, counts[subject], *expected[subject], test_fraction, counts)
     idx = np.arange(len(ds))
     labels = np.asarray(ds["subject"])
-    n_test = max(len(counts), int(round(test_fraction * len(ds))))
     train_idx, test_idx = train_test_split(idx, test_size=n_test, stratify=labels, random_state=seed)
+    train, test = Counter(labels[train_idx]), Counter(labels[test_idx])
+    for subject in sorted(counts):
+        if train[subject] < MIN_TRAIN_PER_SUBJECT or test[subject] < MIN_TEST_PER_SUBJECT:
+            raise _short_subject_error(subject, counts[subject], train[subject], test[subject], test_fraction, counts)
     return DatasetDict(train=ds.select(np.sort(train_idx)), test=ds.select(np.sort(test_idx)))
 
 
@@ -272,3 +617,67 @@ def subject_summary(splits: DatasetDict) -> pd.DataFrame:
     table["chunks"] = table.sum(axis=1)
     table["mean words"] = frame.groupby("subject")["words"].mean().round(1)
     return table[["chunks", "train", "test", "mean words"]].rename_axis(columns=None)
+
+
+# --- the configured corpus, split once per process -----------------------------------------
+
+_SPLITS: dict[tuple[str, bool], DatasetDict] = {}
+
+
+def corpus_splits(cfg, *, second: bool = False) -> DatasetDict:
+    """Train/test splits of ``paths.data_dir`` (or ``paths.second_data_dir`` with ``second``).
+
+    The one place that turns a configuration into splits; chapters, pre-training and
+    fine-tuning receive its result, so they always agree on which chunks are held out.
+    Computed once per process and configuration.
+
+    >>> from helpers.config import load_config
+    >>> splits = corpus_splits(load_config())          # doctest: +SKIP
+    >>> sorted(splits)                                 # doctest: +SKIP
+    ['test', 'train']
+    """
+    from .config import ConfigError
+
+    key = (f"{cfg.source}:{cfg.model_dump_json()}", second)
+    if key in _SPLITS:
+        return _SPLITS[key]
+    if second:
+        if cfg.paths.second_data_dir is None:
+            raise ConfigError(
+                f"{cfg.source}: 'paths.second_data_dir' is not set; point it at a second corpus"
+            )
+        path, subjects, cap = cfg.paths.second_data_dir, None, cfg.data.second_max_per_subject
+    else:
+        path, subjects, cap = cfg.paths.data_dir, cfg.data.subjects, cfg.data.max_per_subject
+    ds = load_corpus(
+        path,
+        subjects=subjects,
+        max_per_subject=cap,
+        seed=cfg.data.seed,
+        scratch_dir=cfg.paths.results_dir,
+        archive_max_bytes=cfg.data.archive_max_bytes,
+        archive_max_members=cfg.data.archive_max_members,
+    )
+    _SPLITS[key] = split_corpus(ds, test_fraction=cfg.data.test_fraction, seed=cfg.data.seed)
+    return _SPLITS[key]
+
+
+def second_corpus_splits(cfg) -> DatasetDict | None:
+    """Splits of ``paths.second_data_dir``, or ``None`` when it is unset or missing."""
+    second = cfg.paths.second_data_dir
+    return corpus_splits(cfg, second=True) if second is not None and second.exists() else None
+
+
+def restrict_subjects(splits: DatasetDict, subjects: list[str] | None) -> DatasetDict:
+    """``splits`` keeping only rows whose subject is in ``subjects`` (all when ``None``)."""
+    from datasets import DatasetDict
+
+    if not subjects:
+        return splits
+    keep = set(subjects)
+    return DatasetDict(
+        {
+            name: part.select([i for i, s in enumerate(part["subject"]) if s in keep])
+            for name, part in splits.items()
+        }
+    )

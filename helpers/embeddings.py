@@ -137,3 +137,50 @@ def layer_embeddings(
     if path is not None:
         save_arrays(path, vectors=result)
     return result
+
+
+@torch.inference_mode()
+def token_layer_embeddings(
+    encoder: Encoder,
+    texts: Sequence[str],
+    n_tokens: int = 1000,
+    *,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Vectors of ``n_tokens`` random tokens in random texts, from every hidden layer.
+
+    Shape ``(layers + 1, n_tokens, dim)``. Each sample is a (text, position) pair drawn
+    uniformly, with ``[CLS]``, ``[SEP]`` and padding excluded: token representations in
+    their contexts, as Ethayarajh (2019) sampled them.
+    """
+    texts = list(texts)
+    key_texts = [f"tokens:{n_tokens}:{seed}", *texts]
+    path = cache_path(Path(cache_dir), "tokens", encoder, key_texts) if cache_dir else None
+    if path is not None and (hit := _load_cached(path, n_tokens, axis=1)) is not None:
+        return hit
+    st = encoder.model
+    tok = st.tokenizer
+    lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=encoder.max_length)["input_ids"]]
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(texts), size=n_tokens)
+    # positions 1 .. length-2: between [CLS] and [SEP]
+    where = np.array([1 + rng.integers(0, max(lengths[t] - 2, 1)) for t in which])
+    result = None
+    for start in range(0, len(texts), batch_size):
+        batch = list(range(start, min(start + batch_size, len(texts))))
+        wanted = np.flatnonzero((which >= batch[0]) & (which <= batch[-1]))
+        if len(wanted) == 0:
+            continue
+        enc = tok([texts[i] for i in batch], padding=True, truncation=True,
+                  max_length=encoder.max_length, return_tensors="pt")
+        hidden = st[0].auto_model(**enc, output_hidden_states=True).hidden_states
+        rows, cols = which[wanted] - batch[0], where[wanted]
+        picked = torch.stack([h[rows, cols] for h in hidden]).float().numpy()
+        if result is None:
+            result = np.empty((len(hidden), n_tokens, picked.shape[-1]), dtype=np.float32)
+        result[:, wanted] = picked
+    if path is not None:
+        save_arrays(path, vectors=result)
+    return result

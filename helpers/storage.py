@@ -4,6 +4,8 @@ Caches and models are never half-written: arrays go to a temporary file that is 
 into place (``os.replace`` is atomic on one file system), models are built in a temporary
 folder that gets a completion marker and is then renamed. A process lock per model keeps
 two builds from training the same model at once; the second one waits and then reuses it.
+Temporary files carry their writer's :func:`owner_tag`, so a later run can tell the
+leftovers of a killed writer (:func:`is_stale`) from a save still in progress.
 
 Example
 -------
@@ -16,11 +18,14 @@ Example
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 import zipfile
@@ -34,6 +39,9 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "COMPLETE.json"
+STALE_AFTER = 6 * 3600  # seconds; no save or extraction takes this long, so an older leftover is dead
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_OWNER = re.compile(r"([0-9a-f]{8})-([0-9]{1,10})")
 
 
 class CorruptCacheError(RuntimeError):
@@ -50,11 +58,71 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def owner_tag(pid: int | None = None) -> str:
+    """``HOST-PID`` of the process writing a temporary file (the host as a short hash).
+
+    >>> owner_tag(42).endswith("-42")
+    True
+    """
+    return f"{_HOST}-{pid or os.getpid()}"
+
+
+def _process_gone(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):  # alive under another user; or not a real pid
+        return False
+    return False
+
+
+def is_stale(path: Path, tag: str | None, max_age: float = STALE_AFTER) -> bool:
+    """True when the temporary ``path`` is a leftover: its writer (``tag``, an :func:`owner_tag`) is a
+    process of this host that no longer runs, or it is older than ``max_age`` seconds.
+
+    Without a recognisable tag (older file names, other hosts) only the age counts.
+    """
+    try:
+        age = time.time() - path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age > max_age:
+        return True
+    owner = _OWNER.fullmatch(tag or "")
+    return bool(owner) and owner.group(1) == _HOST and _process_gone(int(owner.group(2)))
+
+
+def remove_stale(path: Path) -> None:
+    """Delete a leftover file or folder, saying so."""
+    log.warning("removing leftovers of an interrupted run: %s", path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. another user's file in a shared temp folder: not ours to force
+            log.warning("could not remove %s: %s", path, exc.strerror or exc)
+
+
+def _remove_stale_saves(path: Path) -> None:
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(glob.escape(prefix) + "*.tmp"):
+        if is_stale(tmp, tmp.name[len(prefix):].split(".")[0]):
+            remove_stale(tmp)
+
+
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:
-    """Write ``arrays`` to ``path`` (``.npz``) atomically, with a checksum stored inside."""
+    """Write ``arrays`` to ``path`` (``.npz``) atomically, with a checksum stored inside.
+
+    Temporary files left by a killed earlier save of ``path`` are removed first.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_saves(path)
     digest = _digest(arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, __sha256__=np.array(digest), **arrays)
@@ -133,4 +201,19 @@ def building_folder(final: Path, info: dict) -> Iterator[Path]:
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,6 +24,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
+from .names import TRANSFORMS
+
 
 class Centering(TransformerMixin, BaseEstimator):
     """Subtract the mean of the fit data."""
@@ -86,7 +88,7 @@ class AllButTheTop(TransformerMixin, BaseEstimator):
         return Z - (Z @ self.directions_.T) @ self.directions_
 
 
-TRANSFORMS = {
+_FACTORIES = {
     "none": None,
     "center": Centering,
     "whiten": Whitening,
@@ -94,12 +96,17 @@ TRANSFORMS = {
 }
 
 
-def apply_transform(name: str, X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fit transform ``name`` (none, center, whiten, abtt) on ``X_train``; return both splits transformed."""
-    if name not in TRANSFORMS:
-        raise ValueError(f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}")
-    cls = TRANSFORMS[name]
-    if cls is None:
-        return np.asarray(X_train), np.asarray(X_test)
-    fitted = cls().fit(X_train)
+def fit_transform(transform, X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``transform`` on ``X_train``; return both splits transformed.
+
+    ``transform`` is a name of :data:`helpers.names.TRANSFORMS` or an unfitted
+    scikit-learn transformer such as ``Whitening(n_components=64)``.
+    """
+    if isinstance(transform, str):
+        if transform not in _FACTORIES:
+            raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}")
+        if _FACTORIES[transform] is None:
+            return np.asarray(X_train), np.asarray(X_test)
+        transform = _FACTORIES[transform]()
+    fitted = transform.fit(X_train)
     return fitted.transform(X_train), fitted.transform(X_test)

@@ -132,19 +132,23 @@ def test_bad_pooling_lists_choices(tmp_path, write_config):
     assert_mentions(message, "models.baseline.pooling", "'max'", "'mean'", "'cls'")
 
 
-def test_max_per_subject_below_two(tmp_path, write_config):
-    message = config_error(write_config(tmp_path, data={"max_per_subject": 1}))
-    assert_mentions(message, "data.max_per_subject", "greater than or equal to 2")
+def test_max_per_subject_below_what_a_split_needs(tmp_path, write_config):
+    from helpers.corpus import MIN_PER_SUBJECT
+
+    message = config_error(write_config(tmp_path, data={"max_per_subject": MIN_PER_SUBJECT - 1}))
+    assert_mentions(message, "data.max_per_subject", f"greater than or equal to {MIN_PER_SUBJECT}")
 
 
-def test_missing_models_key(tmp_path, write_config):
-    message = config_error(write_config(tmp_path, models=DELETE))
-    assert_mentions(message, "missing key 'models'", "add it")
+def test_missing_models_section_takes_defaults(tmp_path, write_config):
+    cfg = load_config(write_config(tmp_path, models=DELETE))
+    assert cfg.model_spec("baseline").name == "book:small-bert"
+    assert cfg.model_spec("contrastive").name == "packaged:all-MiniLM-L6-v2"
 
 
-def test_missing_nested_model_role(tmp_path, write_config):
-    message = config_error(write_config(tmp_path, models={"contrastive": DELETE}))
-    assert_mentions(message, "missing key 'models.contrastive'", "add it")
+def test_missing_nested_model_role_takes_default(tmp_path, write_config):
+    cfg = load_config(write_config(tmp_path, models={"contrastive": DELETE}))
+    assert cfg.model_spec("contrastive").name == "packaged:all-MiniLM-L6-v2"
+    assert cfg.model_spec("finetune_base").pooling == "cls"  # the other roles keep their values
 
 
 def test_empty_data_dir(tmp_path, write_config):
@@ -218,3 +222,167 @@ def test_cli_check_with_bad_config_exits_2(tmp_path, write_config):
     assert "error:" in proc.stderr
     assert path.name in proc.stderr and "paths.dat_dir" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- hostile or odd YAML (issue 17) ------------------------------------------------------------
+
+BILLION_LAUGHS = "\n".join(
+    ["paths: {data_dir: corpus, results_dir: results}", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"{b}: &{b} [{','.join(['*' + a] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+) + "\n"
+
+
+def test_billion_laughs_is_refused_quickly_and_in_little_memory(tmp_path, write_config):
+    from checkrun import run_check
+
+    write_config(tmp_path)
+    path = tmp_path / "laughs.yaml"
+    path.write_text(BILLION_LAUGHS, encoding="utf-8")
+    assert len(BILLION_LAUGHS) < 700
+    run = run_check(path, timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr) < 2000, "the message must not print the expanded value"
+    assert_mentions(run.stderr, "laughs.yaml", "alias")
+    assert run.peak_rss is not None and run.peak_rss < 1.5e9, run.peak_rss  # importing torch is ~0.6 GB
+
+
+def test_billion_laughs_under_a_valid_key_is_refused(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "laughs.yaml"
+    path.write_text(BILLION_LAUGHS.replace("i: &i", "data:\n  subjects: &i"), encoding="utf-8")
+    message = config_error(path)
+    assert_mentions(message, "alias", "nodes")
+    assert len(message) < 1000
+
+
+def test_recursive_alias_is_refused(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "loop.yaml"
+    path.write_text("paths: {data_dir: corpus}\nloop: &x [1, *x]\nmerge: &m {<<: *m}\n", encoding="utf-8")
+    assert_mentions(config_error(path), "recursive", "alias")
+
+
+def test_deep_nesting_is_refused(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "deep.yaml"
+    path.write_text("paths: {data_dir: corpus}\ndeep: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    assert_mentions(config_error(path), "nested", "deep")
+
+
+def test_long_values_are_quoted_as_a_short_excerpt(tmp_path, write_config):
+    long = "x" * 100_000
+    message = config_error(write_config(tmp_path, paths={"data_dri": long}, encoding={"max_length": long}))
+    assert_mentions(message, "paths.data_dri", "encoding.max_length", "…")
+    assert all(len(line) < 400 for line in message.splitlines()), message
+
+
+def test_huge_binary_integer_does_not_crash_the_message(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "big.yaml"
+    path.write_text("paths: {data_dir: corpus}\nnumber: 0b1" + "0" * 20_000 + "\n", encoding="utf-8")
+    assert_mentions(config_error(path), "unknown key 'number'", "int")
+
+
+def test_huge_decimal_integer_is_an_error_not_a_crash(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "big.yaml"
+    path.write_text("paths: {data_dir: corpus}\ndata: {seed: 1" + "0" * 5000 + "}\n", encoding="utf-8")
+    assert_mentions(config_error(path), "line 2")
+
+
+def test_duplicated_key_is_refused(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "dup.yaml"
+    path.write_text("paths: {data_dir: corpus}\ndata:\n  seed: 1\n  seed: 2\n", encoding="utf-8")
+    assert_mentions(config_error(path), "'seed'", "twice", "line 4")
+
+
+def test_python_tags_are_refused(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "tag.yaml"
+    path.write_text("paths: {data_dir: corpus}\nx: !!python/object/apply:os.system ['echo hi']\n", encoding="utf-8")
+    assert_mentions(config_error(path), "malformed YAML")
+
+
+# --- values that used to crash later --------------------------------------------------------------
+
+@pytest.mark.parametrize("section", ["data", "pretraining", "finetuning"])
+@pytest.mark.parametrize("value", [-1, 1e20, 2**32, True])
+def test_seeds_must_be_32_bit_unsigned(tmp_path, write_config, section, value):
+    message = config_error(write_config(tmp_path, **{section: {"seed": value}}))
+    assert_mentions(message, f"{section}.seed")
+
+
+@pytest.mark.parametrize("value", [0, 2**32 - 1])
+def test_seed_limits_are_accepted(tmp_path, write_config, value):
+    assert load_config(write_config(tmp_path, data={"seed": value})).data.seed == value
+
+
+@pytest.mark.parametrize("section, values, key", [
+    ("pretraining", {"hidden_size": 250, "num_heads": 4}, "pretraining.num_heads"),
+    ("pretraining", {"steps": 10, "warmup_steps": 11}, "pretraining.warmup_steps"),
+    ("pretraining", {"learning_rate": float("inf")}, "pretraining.learning_rate"),
+    ("pretraining", {"num_layers": 10**30}, "pretraining.num_layers"),
+    ("encoding", {"max_length": 1024}, "encoding.max_length"),
+    ("finetuning", {"max_length": 1024}, "finetuning.max_length"),
+    ("finetuning", {"batch_size": 1}, "finetuning.batch_size"),
+    ("data", {"train_subjects": ["physics"]}, "data.train_subjects"),
+    ("data", {"test_fraction": float("nan")}, "data.test_fraction"),
+])
+def test_dependent_and_hidden_ranges_name_the_key(tmp_path, write_config, section, values, key):
+    assert_mentions(config_error(write_config(tmp_path, **{section: values})), key)
+
+
+def test_long_encoding_window_is_fine_for_a_hub_model(tmp_path, write_config):
+    models = {name: {"name": "BAAI/bge-m3", "pooling": "cls"} for name in ("baseline", "contrastive", "finetune_base")}
+    cfg = load_config(write_config(tmp_path, models=models, encoding={"max_length": 4096}))
+    assert cfg.encoding.max_length == 4096
+
+
+# --- defaults and many mistakes at once -------------------------------------------------------------
+
+def test_config_with_only_data_dir_uses_the_repository_defaults(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "minimal.yaml"
+    path.write_text("paths:\n  data_dir: corpus\n", encoding="utf-8")
+    cfg = load_config(path)
+    repo = load_config(REPO_ROOT / "config.yaml", check_data=False)
+    assert cfg.paths.results_dir == (tmp_path / "results").resolve()
+    for section in ("data", "models", "encoding", "pretraining", "finetuning"):
+        assert getattr(cfg, section) == getattr(repo, section), section
+
+
+@pytest.mark.parametrize("text", ["paths: {data_dir: corpus}\ndata:\nmodels:\n", "paths: {data_dir: corpus}\nmodels: {}\n"])
+def test_empty_sections_take_defaults(tmp_path, write_config, text):
+    write_config(tmp_path)
+    path = tmp_path / "empty-sections.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path).model_spec("baseline").name == "book:small-bert"
+
+
+def test_data_dir_is_the_one_required_key(tmp_path, write_config):
+    write_config(tmp_path)
+    path = tmp_path / "nodata.yaml"
+    path.write_text("paths: {results_dir: results}\n", encoding="utf-8")
+    assert_mentions(config_error(path), "missing key 'paths.data_dir'")
+
+
+def test_several_mistakes_are_reported_at_once(tmp_path, write_config):
+    path = write_config(
+        tmp_path,
+        paths={"data_dir": "no-such-corpus"},
+        data={"test_fraction": 2, "seed": -5},
+        modles={"baseline": "x"},
+        pretraining={"hidden_size": 100, "num_heads": 3},
+        finetuning={"epochs": "many"},
+    )
+    message = config_error(path)
+    problems = message.splitlines()[1:]
+    keys = ["paths.data_dir", "data.test_fraction", "data.seed", "modles", "pretraining.num_heads", "finetuning.epochs"]
+    assert len(problems) == len(keys), message
+    for key in keys:
+        line = next((p for p in problems if f"'{key}'" in p), None)
+        assert line is not None, f"{key} not reported:\n{message}"
+        assert path.name in line, f"line does not name the file: {line}"
+    assert "line " in message  # where in the file

@@ -383,3 +383,294 @@ def test_openstax_corpus_loads():
     assert Counter(ds["subject"]) == {"physics": 50, "biology": 50, "history": 50}
     splits = split_corpus(ds, test_fraction=0.3, seed=13)
     assert set(splits["test"]["subject"]) == {"physics", "biology", "history"}
+
+
+# --- subjects that look like missing values (issue 17) ---------------------------------------------
+
+def _table(records: list[dict], path: Path) -> Path:
+    frame = pd.DataFrame(records)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_subjects_named_like_missing_values_are_subjects(tmp_path, suffix):
+    names = ["NA", "None", "null", "NaN", "n/a"]
+    records = [{"id": f"{s}-{i}", "text": f"Chunk {i} about {s}: " + chunk_text("physics", i), "subject": s}
+               for s in names for i in range(4)]
+    ds = load_corpus(_table(records, tmp_path / f"chunks{suffix}"))
+    assert Counter(ds["subject"]) == {s: 4 for s in names}
+    assert set(ds["id"]) == {r["id"] for r in records}
+
+
+def test_csv_values_are_read_as_text(tmp_path):
+    path = tmp_path / "chunks.csv"
+    path.write_text("id,text,subject\n007,1.50,1990\n008,True,1990\n", encoding="utf-8")
+    ds = load_corpus(path)
+    assert ds["id"] == ["007", "008"] and ds["text"] == ["1.50", "True"] and ds["subject"] == ["1990", "1990"]
+
+
+@pytest.mark.parametrize("suffix, empty, where", [
+    (".csv", "", "record 3 (row 4 counting the header)"),
+    (".csv", "   ", "record 3"),
+    (".jsonl", None, "line 3"),
+    (".jsonl", " ", "line 3"),
+    (".parquet", None, "record 3"),
+])
+def test_missing_subject_names_file_and_record(tmp_path, suffix, empty, where):
+    records = [{"id": f"r{i}", "text": chunk_text("history", i), "subject": "history"} for i in range(5)]
+    records[2]["subject"] = empty
+    path = _table(records, tmp_path / f"chunks{suffix}")
+    with pytest.raises(CorpusError) as info:
+        load_corpus(path)
+    message = str(info.value)
+    assert path.name in message and where in message and "'subject'" in message, message
+
+
+def test_json_null_subject_names_record(tmp_path):
+    path = tmp_path / "chunks.json"
+    path.write_text('[{"text": "One chunk.", "subject": "a"}, {"text": "Two chunks.", "subject": null}]', encoding="utf-8")
+    with pytest.raises(CorpusError) as info:
+        load_corpus(path)
+    assert "chunks.json" in str(info.value) and "record 2" in str(info.value)
+
+
+@pytest.mark.parametrize("line", ['{"text": "\\ud800 lone surrogate", "subject": "a"}', '{"text": ["a", "list"], "subject": "a"}',
+                                  '["not", "an", "object"]'])
+def test_odd_jsonl_records_are_errors_naming_the_line(tmp_path, line):
+    path = tmp_path / "chunks.jsonl"
+    path.write_text('{"text": "Fine.", "subject": "a"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError) as info:
+        load_corpus(path)
+    assert "chunks.jsonl" in str(info.value) and "line 2" in str(info.value)
+
+
+def test_file_name_that_is_not_utf8_is_an_error(tiny_corpus):
+    bad = Path(bytes(tiny_corpus / "physics") .decode() + "/" + b"caf\xe9.txt".decode("utf-8", "surrogateescape"))
+    bad.write_text("A chunk whose file name is Latin-1.", encoding="utf-8")
+    with pytest.raises(CorpusError, match="UTF-8"):
+        load_corpus(tiny_corpus)
+
+
+# --- texts under two subjects -------------------------------------------------------------------------
+
+def test_text_under_two_subjects_is_dropped_from_both_with_warning(tiny_corpus, caplog):
+    shared = (tiny_corpus / "physics" / "002.txt").read_text(encoding="utf-8")
+    (tiny_corpus / "history" / "copy.txt").write_text(shared, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="helpers.corpus"):
+        ds = load_corpus(tiny_corpus)
+    assert shared not in ds["text"]
+    assert Counter(ds["subject"]) == {"physics": 5, "biology": 6, "history": 6}
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    for fragment in ("physics", "history", "physics/002.txt", "history/copy.txt", shared[:30]):
+        assert fragment in warning, warning
+
+
+def test_subject_that_copies_another_is_an_error(tiny_corpus):
+    copy = tiny_corpus / "geology"
+    copy.mkdir()
+    for f in (tiny_corpus / "biology").iterdir():
+        (copy / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(CorpusError) as info:
+        load_corpus(tiny_corpus)
+    message = str(info.value)
+    assert "biology" in message and "geology" in message and "other subject" in message
+
+
+def test_conflicts_with_unselected_subjects_do_not_matter(tiny_corpus):
+    shared = (tiny_corpus / "physics" / "002.txt").read_text(encoding="utf-8")
+    (tiny_corpus / "history" / "copy.txt").write_text(shared, encoding="utf-8")
+    ds = load_corpus(tiny_corpus, subjects=["physics", "biology"])
+    assert shared in ds["text"]
+
+
+# --- test_fraction against the data ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("fraction", [0.99, 0.8])
+def test_test_fraction_that_leaves_too_little_training_names_subject(tiny_corpus, fraction):
+    build_corpus(tiny_corpus, subjects=("chemistry",), per_subject=40)
+    with pytest.raises(CorpusError) as info:
+        split_corpus(load_corpus(tiny_corpus), test_fraction=fraction)
+    message = str(info.value)
+    assert "data.test_fraction" in message and "6 chunk" in message and "train" in message
+    assert "physics" in message or "biology" in message or "history" in message
+
+
+def test_test_fraction_that_leaves_a_subject_without_test_chunks(tmp_path):
+    corpus = build_corpus(tmp_path / "c", subjects=("physics",), per_subject=200)
+    build_corpus(corpus, subjects=("history",), per_subject=5)
+    with pytest.raises(CorpusError) as info:
+        split_corpus(load_corpus(corpus), test_fraction=0.01)
+    message = str(info.value)
+    assert "history" in message and "test" in message and "data.test_fraction" in message
+
+
+# --- archives: limits, scratch folder, member kinds -----------------------------------------------------
+
+def _big_tar(dest: Path, size: int) -> Path:
+    with tarfile.open(dest, "w:gz") as tf:
+        for subject in ("physics", "history"):
+            for i in range(4):
+                data = chunk_text(subject, i).encode()
+                info = tarfile.TarInfo(f"chunks/{subject}/{i}.txt")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("chunks/physics/huge.txt")
+        info.size = size
+        tf.addfile(info, io.BytesIO(b"word " * (size // 5)))
+    return dest
+
+
+def test_archive_over_the_size_limit_is_refused_before_extracting(tmp_path):
+    archive = _big_tar(tmp_path / "bomb.tar.gz", 5_000_000)
+    assert archive.stat().st_size < 100_000
+    scratch = tmp_path / "results"
+    with pytest.raises(CorpusError) as info:
+        load_corpus(archive, scratch_dir=scratch, archive_max_bytes=1_000_000)
+    message = str(info.value)
+    assert "bomb.tar.gz" in message and "data.archive_max_bytes" in message
+    assert list(scratch.iterdir()) == []
+
+
+def test_archive_default_limits_come_from_the_module(tmp_path, monkeypatch):
+    import helpers.corpus as corpus
+
+    monkeypatch.setattr(corpus, "ARCHIVE_MAX_BYTES", 1_000_000)
+    with pytest.raises(CorpusError, match="archive_max_bytes"):
+        load_corpus(_big_tar(tmp_path / "bomb.tar.gz", 5_000_000), scratch_dir=tmp_path / "results")
+
+
+def test_archive_with_too_many_members_is_refused(tiny_corpus, tmp_path):
+    archive = _tar_gz(tiny_corpus, tmp_path / "many.tar.gz")
+    with pytest.raises(CorpusError) as info:
+        load_corpus(archive, scratch_dir=tmp_path / "results", archive_max_members=5)
+    assert "many.tar.gz" in str(info.value) and "data.archive_max_members" in str(info.value)
+
+
+def test_streamed_bytes_are_counted_even_when_headers_lie(tmp_path):
+    from helpers.corpus import _ArchiveBudget
+
+    budget = _ArchiveBudget(max_bytes=1_000_000, max_members=10, archive=tmp_path / "liar.zip")
+    target = tmp_path / "out.txt"
+    with pytest.raises(CorpusError, match="archive_max_bytes"):
+        budget.copy(io.BytesIO(b"x" * 5_000_000), target, "liar.txt")
+    assert target.stat().st_size <= 1_000_000 + (1 << 20)
+
+
+@pytest.mark.parametrize("make, name", [(_tar_gz, "corpus.tar.gz"), (_zip, "corpus.zip")])
+def test_archive_is_extracted_under_scratch_dir_and_removed(tiny_corpus, tmp_path, monkeypatch, make, name):
+    archive = make(tiny_corpus, tmp_path / name)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    seen = []
+    import helpers.corpus as corpus
+
+    real = corpus._load_path
+
+    def spy(path, *args, **kwargs):
+        seen.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(corpus, "_load_path", spy)
+    scratch = tmp_path / "results"
+    ds = load_corpus(archive, scratch_dir=scratch)
+    assert chunks(ds) == expected(tiny_corpus)
+    assert any(p.is_relative_to(scratch) and ".extract-" in str(p) for p in seen), seen
+    assert list(scratch.iterdir()) == [] and list(system_tmp.iterdir()) == []
+
+
+def test_archive_without_scratch_dir_is_cleaned_up(tiny_corpus, tmp_path, monkeypatch):
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    load_corpus(_zip(tiny_corpus, tmp_path / "c.zip"))
+    assert list(system_tmp.iterdir()) == []
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_a_killed_extraction_are_removed(tiny_corpus, tmp_path):
+    import os
+
+    from helpers.storage import owner_tag
+
+    scratch = tmp_path / "results"
+    dead = scratch / f".extract-{owner_tag(_dead_pid())}-abc123"
+    (dead / "chunks").mkdir(parents=True)
+    (dead / "chunks" / "junk.txt").write_text("left by a killed run")
+    old = scratch / ".extract-unknown-owner"
+    old.mkdir()
+    os.utime(old, (1, 1))
+    alive = scratch / f".extract-{owner_tag(os.getpid())}-running"
+    alive.mkdir()
+    unrelated = scratch / "cache"
+    unrelated.mkdir()
+    load_corpus(_tar_gz(tiny_corpus, tmp_path / "c.tar.gz"), scratch_dir=scratch)
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([alive.name, "cache"])
+
+
+def _zip_with(tiny_corpus: Path, dest: Path, name: str, mode: int | None = None, data: bytes = b"x") -> Path:
+    _zip(tiny_corpus, dest)
+    with zipfile.ZipFile(dest, "a") as zf:
+        info = zipfile.ZipInfo(name)
+        if mode is not None:
+            info.external_attr = mode << 16
+        zf.writestr(info, data)
+    return dest
+
+
+@pytest.mark.parametrize("name, mode, fragment", [
+    ("chunks/physics/link.txt", 0o120777, "link"),
+    ("chunks/physics/fifo.txt", 0o010644, "special"),
+    ("/etc/evil.txt", None, "unsafe"),
+    ("chunks\\..\\..\\evil.txt", None, "unsafe"),
+])
+def test_zip_member_kinds_match_tar(tiny_corpus, tmp_path, name, mode, fragment):
+    archive = _zip_with(tiny_corpus, tmp_path / "odd.zip", name, mode, b"/etc/passwd")
+    scratch = tmp_path / "results"
+    with pytest.raises(CorpusError, match=fragment):
+        load_corpus(archive, scratch_dir=scratch)
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["chr", "fifo", "hardlink"])
+def test_tar_special_members_are_refused(tiny_corpus, tmp_path, kind):
+    archive = tmp_path / "special.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(tiny_corpus, arcname="chunks")
+        info = tarfile.TarInfo("chunks/physics/odd.txt")
+        info.type = {"chr": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE, "hardlink": tarfile.LNKTYPE}[kind]
+        info.linkname = "chunks/physics/000.txt"
+        tf.addfile(info)
+    with pytest.raises(CorpusError, match="link|special"):
+        load_corpus(archive, scratch_dir=tmp_path / "results")
+
+
+@pytest.mark.parametrize("mode, name", [("w:bz2", "c.tar.bz2"), ("w:xz", "c.tar.xz")])
+def test_other_tar_compressions(tiny_corpus, tmp_path, mode, name):
+    with tarfile.open(tmp_path / name, mode) as tf:
+        tf.add(tiny_corpus, arcname="chunks")
+    assert chunks(load_corpus(tmp_path / name, scratch_dir=tmp_path / "results")) == expected(tiny_corpus)
+
+
+def test_archive_inside_archive_shares_the_budget(tiny_corpus, tmp_path):
+    inner = _big_tar(tmp_path / "inner.tar.gz", 600_000)
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.write(inner, "data/inner.tar.gz")
+        zf.writestr("data/padding.bin", b"\0" * 600_000)
+    with pytest.raises(CorpusError, match="archive_max_bytes"):
+        load_corpus(outer, scratch_dir=tmp_path / "results", archive_max_bytes=1_000_000)

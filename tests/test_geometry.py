@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import geometry as g
-from helpers.transforms import AllButTheTop, Centering, Whitening, apply_transform
+from helpers.transforms import AllButTheTop, Centering, Whitening, fit_transform
 
 FEW = settings(max_examples=25, deadline=None)
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -127,14 +127,14 @@ def test_all_but_the_top_removes_top_directions(seed, d, n_remove):
     assert np.allclose(Z.mean(axis=0), 0, atol=1e-9)
 
 
-def test_apply_transform_fits_on_train_only():
+def test_fit_transform_fits_on_train_only():
     rng = rng_for(1)
     train, test = rng.normal(size=(50, 4)) + 3, rng.normal(size=(20, 4)) - 3
-    tr, te = apply_transform("center", train, test)
+    tr, te = fit_transform("center", train, test)
     assert np.allclose(tr.mean(axis=0), 0)
     assert np.allclose(te, test - train.mean(axis=0))
     with pytest.raises(ValueError, match="unknown transform"):
-        apply_transform("rotate", train, test)
+        fit_transform("rotate", train, test)
 
 
 # --- metric formulas against brute force -------------------------------------------------------

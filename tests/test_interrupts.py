@@ -31,7 +31,8 @@ def tiny_config(tmp_path: Path) -> Path:
         "models": {"baseline": {"name": "book:small-bert"}, "contrastive": {"name": "packaged:all-MiniLM-L6-v2"},
                    "finetune_base": {"name": "packaged:all-MiniLM-L6-v2"}},
         "pretraining": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_length": 64,
-                        "batch_size": 4, "steps": 400, "track_every": 100, "warmup_steps": 2},
+                        "short_length": 32, "vocab_size": 500, "batch_size": 4, "steps": 400,
+                        "track_every": 100, "warmup_steps": 2},
         "finetuning": {"losses": ["batch_all_triplet"], "epochs": 60, "batch_size": 8, "max_length": 32, "eval_steps": 2},
     }
     path = tmp_path / "config.yaml"

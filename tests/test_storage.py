@@ -237,3 +237,58 @@ def test_model_lock_times_out_while_held(tmp_path):
     finally:
         release.set()
         t.join(5)
+
+
+# --- leftovers of killed writers (issue 17) ----------------------------------------------------------
+
+KILLED_WRITER = """
+import os, sys, time
+from pathlib import Path
+import numpy as np
+import helpers.storage as storage
+
+def hang(fd):  # the temporary file exists and is (partly) written: stop here until killed
+    print("writing", flush=True)
+    time.sleep(600)
+
+storage.os.fsync = hang
+storage.save_arrays(Path(sys.argv[1]), vectors=np.ones((4, 4)))
+"""
+
+
+def test_temporary_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "cache" / "x.npz"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    stale = list(path.parent.glob(".x.npz.*.tmp"))
+    assert len(stale) == 1, "the killed writer should have left its temporary file"
+    save_arrays(path, vectors=np.zeros((2, 2)))
+    assert [p.name for p in path.parent.iterdir()] == ["x.npz"]
+
+
+def test_old_temporary_files_are_removed_and_live_ones_kept(tmp_path):
+    import os
+
+    from helpers.storage import owner_tag
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    old = folder / ".x.npz.k3j4h5.tmp"  # the name an older version used: no owner in it
+    old.write_bytes(b"")
+    os.utime(old, (1, 1))
+    live = folder / f".x.npz.{owner_tag(os.getpid())}.abc.tmp"  # a save in progress (this process)
+    live.write_bytes(b"")
+    other = folder / ".y.npz.k3j4h5.tmp"  # another cache file's temporary: not ours to judge
+    other.write_bytes(b"")
+    save_arrays(folder / "x.npz", vectors=np.zeros((2, 2)))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["x.npz", live.name, other.name])

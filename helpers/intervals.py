@@ -1,0 +1,51 @@
+"""Bootstrap intervals, so that small differences are reported with their uncertainty.
+
+A held-out split of a hundred chunks moves an accuracy by several points when a handful
+of chunks change; the book reports a 95% percentile-bootstrap interval beside every
+accuracy or silhouette it compares (Efron & Tibshirani, 1993).
+
+>>> iv = bootstrap_mean(np.r_[np.ones(45), np.zeros(5)])
+>>> round(iv.mean, 2), iv.low < 0.9 < iv.high
+(0.9, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOT = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean (or mean difference) with its 95% bootstrap interval ``[low, high]``."""
+
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def bootstrap_mean(values, *, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> Interval:
+    """The mean of ``values`` and a percentile-bootstrap interval, resampling the values."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    means = values[idx].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Interval(float(values.mean()), float(low), float(high))
+
+
+def paired_difference(after, before, **kw) -> Interval:
+    """Mean of ``after - before`` over the same items (paired), with its interval.
+
+    >>> paired_difference([1, 1, 1, 0], [0, 1, 1, 0]).mean
+    0.25
+    """
+    return bootstrap_mean(np.asarray(after, float) - np.asarray(before, float), **kw)

@@ -1,0 +1,579 @@
+"""Property-based fuzzing of ``python -m helpers check`` with hostile configs and corpora.
+
+Whatever the input, ``check`` ends with exit code 0 (all fine) or 2 (one ``error: ...``
+message), never a traceback, within a time and memory bound. Hypothesis generates:
+
+* configs: structured YAML with wrong types, unknown keys, huge numbers and odd values;
+  raw YAML with anchors and aliases ("billion laughs"), merges, recursion, deep nesting,
+  duplicated keys, tags; random text and random bytes;
+* corpora: subject folders with odd names and encodings, CSV/JSONL/JSON/Parquet tables
+  with odd columns and cell types, tar (plain, gz, bz2, xz) and zip archives with odd
+  members (links, devices, absolute and ``..`` paths, clashes, nesting, truncation).
+
+``models`` is always left out or kept to the packaged defaults: ``check`` only describes
+model roles and must never train. Every path a config names stays in a temporary folder.
+
+Most examples run ``helpers.cli.main`` in this process (fast), under a soft address-space
+ceiling of the current size + 2 GB; a few run the real command in a subprocess limited to
+3 GB of address space, measuring its peak memory.
+
+The normal test run uses a short budget (under a minute). For a longer run by hand::
+
+    FUZZ_EXAMPLES=5000 .venv/bin/pytest tests/test_fuzz.py -x -q -p no:cacheprovider
+
+(``FUZZ_EXAMPLES`` sets the examples per test; ``FUZZ_SEED`` fixes Hypothesis' seed.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import resource
+import shutil
+import tarfile
+import tempfile
+import time
+import warnings
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, seed, settings
+from hypothesis import strategies as st
+
+import helpers.corpus as corpus_module
+from checkrun import run_check
+from helpers.cli import main
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
+SECONDS_PER_EXAMPLE = 60
+MEMORY_HEADROOM = 2 << 30
+
+
+def fuzz_settings(default_examples: int):
+    """Short in the normal run; ``FUZZ_EXAMPLES`` for long runs by hand."""
+    decorated = settings(
+        max_examples=EXAMPLES or default_examples,
+        deadline=None,  # time is asserted per example below, with a generous bound
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                               HealthCheck.filter_too_much],
+        print_blob=True,
+    )
+    if "FUZZ_SEED" in os.environ:
+        return lambda f: seed(int(os.environ["FUZZ_SEED"]))(decorated(f))
+    return decorated
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+class Scratch:
+    """A fresh folder per example (Hypothesis reuses the fixture across examples); the previous one is removed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.n = root, 0
+
+    def new(self) -> Path:
+        shutil.rmtree(self.root / f"ex{self.n:05d}", ignore_errors=True)  # long runs would fill the disk
+        self.n += 1
+        folder = self.root / f"ex{self.n:05d}"
+        folder.mkdir()
+        return folder
+
+
+@pytest.fixture(scope="module")
+def scratch(workdir):
+    return Scratch(workdir)
+
+
+# --- running check -------------------------------------------------------------------------------------
+
+def _vm_size() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@contextlib.contextmanager
+def memory_ceiling(headroom: int = MEMORY_HEADROOM):
+    """Lower the soft address-space limit to the current size + ``headroom`` for the block."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    ceiling = _vm_size() + headroom
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def assert_check_behaves(config: Path) -> int:
+    """Run ``check`` in-process: exit 0 or 2, one short error message, no traceback, in time."""
+    out, err = io.StringIO(), io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), memory_ceiling():
+        code = main(["--config", str(config), "check"])
+    elapsed = time.perf_counter() - started
+    stderr = err.getvalue()
+    assert code in (0, 2), (code, stderr[-3000:])
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert elapsed < SECONDS_PER_EXAMPLE, f"check took {elapsed:.1f} s"
+    if code == 2:
+        assert stderr.startswith("error: ") and sum(line.startswith("error: ") for line in stderr.splitlines()) == 1, \
+            stderr[-3000:]
+    assert len(stderr) < 20_000 and all(len(line) < 1500 for line in stderr.splitlines()), stderr[:3000]
+    event(f"exit {code}" + (f": {_kind(stderr)}" if code else ""))  # shown by --hypothesis-show-statistics
+    return code
+
+
+def _kind(stderr: str) -> str:
+    """The gist of an error message, without paths or values: for the statistics of a long run."""
+    text = re.sub(r"(/[^\s:,'\"]+)+", "PATH", stderr.splitlines()[0].removeprefix("error: "))
+    return " ".join(re.sub(r"'[^']*'|\d+", "_", text).split()[:7])
+
+
+# --- configs ---------------------------------------------------------------------------------------------
+
+SMALL_CORPUS = {
+    subject: [f"{subject} chunk {i}: " + " ".join(words.split()[i:] + words.split()[:i]) for i in range(6)]
+    for subject, words in {
+        "physics": "force mass energy momentum velocity field charge wave",
+        "biology": "cell membrane protein enzyme gene allele mitosis tissue",
+        "history": "empire treaty revolution monarch parliament colony trade war",
+    }.items()
+}
+
+
+def write_small_corpus(folder: Path) -> Path:
+    for subject, texts in SMALL_CORPUS.items():
+        (folder / subject).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (folder / subject / f"{i}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+huge_ints = st.sampled_from([2**31, 2**32, 2**63, 2**64 + 1, -(2**63) - 1, 10**30, 10**300])
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), huge_ints,
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    st.sampled_from(["", " ", "NA", "null", "~", "yes", "1e20", "0x10", "1_000", "12:30", "2024-02-30", "a" * 5000]),
+)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                      max_leaves=12)
+
+GOOD = {
+    "data": {"subjects": [None, ["physics", "biology"], ["physics"], ["geology", "physics"]],
+             "train_subjects": [None, ["physics", "biology"], ["history"]],
+             "max_per_subject": [None, 2, 4, 5, 100], "second_max_per_subject": [None, 4, 200],
+             "test_fraction": [0.01, 0.3, 0.5, 0.9, 0.99], "seed": [0, 13, 2**32 - 1],
+             "archive_max_bytes": [1, 1000, 2_000_000_000], "archive_max_members": [1, 3, 200_000]},
+    "encoding": {"batch_size": [1, 32], "max_length": [8, 256, 512, 513], "normalize": [True, False]},
+    "pretraining": {"hidden_size": [16, 250, 256], "num_layers": [1, 4], "num_heads": [1, 3, 4], "intermediate_size": [16, 1024],
+                    "max_length": [16, 512], "batch_size": [2, 8], "steps": [1, 200], "learning_rate": [1e-9, 5e-4],
+                    "warmup_steps": [0, 20, 500], "mask_probability": [0.01, 0.15], "track_every": [1, 20], "seed": [0, 13]},
+    "finetuning": {"losses": [["batch_all_triplet"], ["multiple_negatives", "batch_all_triplet"], []], "epochs": [1, 2],
+                   "batch_size": [4, 32], "learning_rate": [5e-5], "max_length": [8, 96, 600], "triplet_margin": [0.3, 2],
+                   "eval_steps": [1, 3], "seed": [0, 13]},
+}
+MODEL_CHOICES = [None, {}, {"baseline": {"pooling": "cls"}}, {"contrastive": {"pooling": "max"}}, {"finetune_base": "x"},
+                 {"contrastive": {"name": "packaged:all-MiniLM-L6-v2", "pooling": "cls"}}, 7, [1, 2]]
+
+
+@st.composite
+def structured_configs(draw, base: Path) -> dict:
+    """A config dict: each section absent, good, or with random (wrong) values and unknown keys."""
+    corpus = str(base / "corpus")
+    valid = {"data_dir": corpus, "results_dir": str(base / "results")}
+    paths = draw(st.sampled_from([
+        valid, valid, valid, valid,
+        {"data_dir": corpus},
+        {"data_dir": corpus, "results_dir": str(base / "results"), "second_data_dir": corpus},
+        {"data_dir": corpus, "results_dir": str(base / "results"), "second_data_dir": str(base / "missing")},
+        {"data_dir": str(base / "missing"), "results_dir": str(base / "results")},
+        {"data_dir": "", "results_dir": str(base / "results")},
+        {"results_dir": str(base / "results")},
+        {"data_dir": corpus, "dat_dir": corpus},
+        None, 5, [corpus],
+    ]))
+    config = {} if paths is None else {"paths": paths}
+    for section, keys in GOOD.items():
+        mode = draw(st.sampled_from(["absent", "absent", "good", "good", "good", "random", "null"]))
+        if mode == "null":
+            config[section] = None
+        elif mode != "absent":
+            body = {}
+            for key, choices in keys.items():
+                if draw(st.booleans()):
+                    body[key] = draw(st.sampled_from(choices) if mode == "good" else st.one_of(st.sampled_from(choices), values))
+            if mode == "random" and draw(st.booleans()):
+                body[draw(st.text(min_size=1, max_size=10))] = draw(values)
+            config[section] = body
+    if draw(st.booleans()):
+        config[draw(st.text(min_size=1, max_size=10))] = draw(values)
+    if (models := draw(st.sampled_from(MODEL_CHOICES))) is not None:
+        config["models"] = models
+    if "pretraining" in config and isinstance(config["pretraining"], dict) and draw(st.booleans()):
+        config["pretraining"]["extra_text_dir"] = draw(st.sampled_from([None, corpus, str(base / "missing"), ""]))
+    return config
+
+
+def laughs(levels: int, width: int, key: str) -> str:
+    lines = ['l0: &l0 ["lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + f"\n{key}: *l{levels}\n"
+
+
+@st.composite
+def raw_yaml(draw, base: Path) -> bytes:
+    """YAML text that stresses the reader: aliases, recursion, nesting, duplicates, tags, junk."""
+    head = f"paths: {{data_dir: {json.dumps(str(base / 'corpus'))}, results_dir: {json.dumps(str(base / 'results'))}}}\n"
+    kind = draw(st.sampled_from(["laughs", "recursive", "merge", "nesting", "duplicate", "tags", "numbers", "text", "bytes"]))
+    if kind == "laughs":
+        key = draw(st.sampled_from(["unknown", "data", "models", "paths_extra"]))
+        body = laughs(draw(st.integers(1, 12)), draw(st.integers(1, 12)), key)
+        if key == "data":
+            body = body.replace("\ndata: *", "\ndata:\n  subjects: *")
+    elif kind == "recursive":
+        body = draw(st.sampled_from(["x: &x [1, *x]\n", "x: &x {a: *x}\n", "data: &d {subjects: *d}\n",
+                                     "x: &x [[[*x]]]\n", "x: &x {<<: *x}\n"]))
+    elif kind == "merge":
+        body = draw(st.sampled_from([
+            "base: &b {seed: 1, test_fraction: 0.3}\ndata:\n  <<: *b\n  seed: 2\n",
+            "data:\n  <<: [*nope]\n", "data: {<<: 5}\n", "a: &a {x: 1}\nb: &b {<<: *a, y: *a}\ndata: {<<: [*a, *b]}\n",
+        ]))
+    elif kind == "nesting":
+        n = draw(st.integers(1, 3000))
+        style = draw(st.sampled_from(["flow-list", "flow-map", "block"]))
+        if style == "flow-list":
+            body = "deep: " + "[" * n + "]" * n + "\n"
+        elif style == "flow-map":
+            body = "deep: " + "{a: " * n + "1" + "}" * n + "\n"
+        else:
+            n = min(n, 200)
+            body = "deep:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(n)) + "  " * (n + 1) + "v\n"
+    elif kind == "duplicate":
+        body = draw(st.sampled_from(["data:\n  seed: 1\n  seed: 2\n", "data: {}\ndata: {}\n", "paths: {}\n",
+                                     "data: {seed: 1, seed: 1}\n", "? [a, b]\n: 1\n", "? {a: 1}\n: 2\n"]))
+    elif kind == "tags":
+        body = draw(st.sampled_from([
+            "x: !!python/object/apply:os.system ['echo hacked']\n", "x: !!python/name:os.system\n",
+            "data: {seed: !!binary aGVsbG8=}\n", "data: {seed: !!timestamp 2024-02-30}\n", "data: {subjects: !!set {a, b}}\n",
+            "data: {test_fraction: !!float nan}\n", "data: {subjects: !!omap [{a: 1}]}\n", "x: !custom 1\n",
+            "data: {seed: !!int 0x_}\n", "x: !!str\n", "%YAML 1.2\n---\nx: 1\n", "---\nx: 1\n---\ny: 2\n",
+        ]))
+    elif kind == "numbers":
+        digits = draw(st.integers(1, 20_000))
+        body = draw(st.sampled_from([
+            f"data: {{seed: 1{'0' * digits}}}\n", f"x: 0b1{'0' * digits}\n", f"data: {{test_fraction: 0.{'3' * digits}}}\n",
+            f"data: {{seed: 1e{digits}}}\n", f"encoding: {{batch_size: 0x{'f' * min(digits, 5000)}}}\n",
+            f"data: {{seed: {'1:' * min(digits, 500)}0}}\n",
+        ]))
+    elif kind == "text":
+        body = draw(st.text(max_size=300))
+    else:
+        return draw(st.binary(max_size=300))
+    keep_head = kind != "text" and draw(st.integers(0, 3)) > 0
+    return ((head if keep_head else "") + body).encode("utf-8", "surrogatepass")
+
+
+@fuzz_settings(100)
+@given(data=st.data())
+def test_check_survives_structured_configs(scratch, data):
+    base = scratch.new()
+    write_small_corpus(base / "corpus")
+    config = data.draw(structured_configs(base))
+    path = base / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=data.draw(st.booleans())), encoding="utf-8")
+    assert_check_behaves(path)
+
+
+@fuzz_settings(100)
+@given(data=st.data())
+def test_check_survives_raw_yaml(scratch, data):
+    base = scratch.new()
+    write_small_corpus(base / "corpus")
+    path = base / "config.yaml"
+    path.write_bytes(data.draw(raw_yaml(base)))
+    assert_check_behaves(path)
+
+
+# --- corpora ------------------------------------------------------------------------------------------------
+
+WORDS = ["force", "cell", "empire", "atom", "NA", "null", "None", "nan", "", " ", "\t", "é", "日本", "\u2028", "a,b", '"q"',
+         "\n", "\r\n", "#", "\\", "'"]
+texts = st.one_of(st.lists(st.sampled_from(WORDS), max_size=10).map(" ".join), st.text(max_size=30))
+subject_names = st.one_of(st.sampled_from(["physics", "biology", "history", "NA", "None", "null", "", " ", ".hidden",
+                                           "_private", "日本", "a b", "-", "1990"]),
+                          st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="/\0"),
+                                  min_size=1, max_size=12))
+file_bytes = st.one_of(
+    texts.map(lambda t: t.encode("utf-8")),
+    texts.map(lambda t: t.encode("utf-16")),
+    texts.map(lambda t: t.encode("latin-1", "replace")),
+    st.binary(max_size=64),
+)
+cells = st.one_of(st.none(), texts, subject_names, st.integers(-(2**70), 2**70), st.floats(), st.booleans(),
+                  st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+                  st.binary(max_size=8))
+COLUMNS = ["text", "subject", "id", "Text", "extra", ""]
+
+
+@st.composite
+def subject_list(draw) -> list[str]:
+    names = draw(st.lists(subject_names, min_size=2, max_size=4, unique_by=lambda n: _safe_name(n).strip().lower()))
+    return names[:1] if draw(st.integers(0, 9)) == 9 else names  # now and then a single subject
+
+
+ODD_COUNT = st.sampled_from([0, 0, 0, 1, 1, 2, 3])  # most corpora are valid, so that check goes all the way
+
+
+@st.composite
+def records(draw) -> list[dict]:
+    """Records of a valid corpus (1-4 subjects, 4-8 chunks each), then 0-3 odd records or cells."""
+    rows = []
+    for s, subject in enumerate(draw(subject_list())):
+        for i in range(draw(st.integers(4, 8))):
+            rows.append({"id": f"{s}-{i}", "text": f"chunk {s} {i} {draw(texts)}", "subject": subject})
+    for _ in range(draw(ODD_COUNT)):
+        if draw(st.booleans()):
+            rows.append({draw(st.sampled_from(COLUMNS)): draw(cells) for _ in range(draw(st.integers(0, 4)))})
+        else:
+            rows[draw(st.integers(0, len(rows) - 1))][draw(st.sampled_from(COLUMNS))] = draw(cells)
+    return rows
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value
+
+
+def write_table(path: Path, rows: list[dict], style: int) -> None:
+    suffix = path.suffix
+    if suffix == ".jsonl":
+        lines = [json.dumps({k: _plain(v) for k, v in r.items()}) for r in rows]
+        if style == 1:
+            lines.insert(len(lines) // 2, "{broken json")
+        if style == 2:
+            lines.append('["not", "an", "object"]')
+        if style == 3:
+            lines.insert(0, "[" * 100_000 + "]" * 100_000)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif suffix == ".json":
+        plain = [{k: _plain(v) for k, v in r.items()} for r in rows]
+        shapes = [plain, {"text": [r.get("text") for r in plain], "subject": [r.get("subject") for r in plain]}, {"x": 1}, 5]
+        path.write_text(json.dumps(shapes[style]), encoding="utf-8")
+    elif suffix == ".csv":
+        frame = pd.DataFrame([{k: _plain(v) for k, v in r.items()} for r in rows])
+        text = frame.to_csv(index=False)
+        text = {1: '"unterminated,quote\n' + text, 2: text.replace(",", ";"), 3: "\ufeff" + text + "a,b,c,d,e,f,g\n"}.get(style, text)
+        path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    else:
+        frame = pd.DataFrame(rows)
+        try:
+            frame.to_parquet(path)
+        except Exception:  # noqa: BLE001 - mixed types pyarrow cannot store: store them as text
+            frame.map(lambda v: None if v is None else str(v)).to_parquet(path)
+
+
+def _safe_name(name: str) -> str:
+    name = name.replace("/", "_").replace("\0", "_")
+    return "_" if name in ("", ".", "..") else name
+
+
+FILE_NAMES = ["{i}.txt", "{i}.md", "{i}.TXT", ".{i}.txt", "{i}.rst", "sub/{i}.txt", "caf\udce9{i}.txt"]  # last: not UTF-8
+
+
+@st.composite
+def corpus_trees(draw, root: Path) -> Path:
+    """A data folder: subject sub-folders of chunk files, or tables, or a mix; valid, then 0-3 odd changes."""
+    root.mkdir(parents=True, exist_ok=True)
+    kind = draw(st.sampled_from(["folders", "folders", "table", "tables", "mixed"]))
+    if kind in ("folders", "mixed"):
+        folders = []
+        for subject in draw(subject_list()):
+            folders.append(root / _safe_name(subject))
+            folders[-1].mkdir(exist_ok=True)
+            for i in range(draw(st.integers(4, 8))):
+                (folders[-1] / f"{i}.txt").write_bytes(f"{subject} chunk {i} {draw(texts)}".encode())
+        for _ in range(draw(ODD_COUNT)):
+            folder = draw(st.sampled_from(folders))
+            name = folder / draw(st.sampled_from(FILE_NAMES)).format(i=draw(st.integers(0, 9)))
+            name.parent.mkdir(exist_ok=True)
+            other = draw(st.sampled_from(sorted(f for f in root.rglob("*.txt") if f.is_file())))
+            name.write_bytes(draw(st.one_of(file_bytes, st.just(other.read_bytes()))))  # junk, or a copy
+    if kind in ("table", "tables", "mixed"):
+        for n in range(1 if kind == "table" else draw(st.integers(1, 3))):
+            suffix = draw(st.sampled_from([".jsonl", ".json", ".csv", ".parquet"]))
+            write_table(root / f"t{n}{suffix}", draw(records()), draw(st.sampled_from([0, 0, 0, 0, 1, 2, 3])))
+    return root
+
+
+ODD_TAR = ["symlink", "hardlink", "fifo", "chr", "absolute", "parent", "dot", "clash", "long", "nonutf8", "dup", "big"]
+ODD_ZIP = ["symlink", "fifo", "absolute", "parent", "backslash", "drive", "dot", "clash", "long", "encrypted", "dup", "big"]
+
+
+def _tar_odd(tf: tarfile.TarFile, odd: str) -> None:
+    info = tarfile.TarInfo({"absolute": "/tmp/evil.txt", "parent": "chunks/../../evil.txt", "dot": "./chunks/./x.txt",
+                            "clash": "chunks/physics/0.txt/inner.txt", "long": "chunks/" + "x" * 300 + ".txt",
+                            "nonutf8": "chunks/physics/caf\udce9.txt", "dup": "chunks/physics/0.txt",
+                            "big": "chunks/physics/big.txt"}.get(odd, "chunks/physics/odd.txt"))
+    data = b"odd member"
+    if odd == "big":
+        data = b"word " * 50_000
+    if odd == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    elif odd == "hardlink":
+        info.type, info.linkname = tarfile.LNKTYPE, "chunks/physics/0.txt"
+    elif odd in ("fifo", "chr"):
+        info.type = tarfile.FIFOTYPE if odd == "fifo" else tarfile.CHRTYPE
+    if info.isreg():
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    else:
+        tf.addfile(info)
+
+
+def _zip_odd(zf: zipfile.ZipFile, odd: str) -> None:
+    name = {"absolute": "/tmp/evil.txt", "parent": "chunks/../../evil.txt", "backslash": "chunks\\..\\..\\evil.txt",
+            "drive": "C:/evil.txt", "dot": "./chunks/./x.txt", "clash": "chunks/physics/0.txt/inner.txt",
+            "long": "chunks/" + "x" * 300 + ".txt", "dup": "chunks/physics/0.txt", "big": "chunks/physics/big.txt"}.get(
+        odd, "chunks/physics/odd.txt")
+    info = zipfile.ZipInfo(name)
+    if odd == "symlink":
+        info.external_attr = 0o120777 << 16
+    if odd == "fifo":
+        info.external_attr = 0o010644 << 16
+    if odd == "encrypted":
+        info.flag_bits |= 0x1
+    zf.writestr(info, b"word " * 50_000 if odd == "big" else b"odd member")
+
+
+@st.composite
+def archives(draw, base: Path) -> Path:
+    """A tar or zip of a generated tree, maybe with odd members, nested, truncated or junk."""
+    tree = draw(corpus_trees(base / "tree"))
+    kind = draw(st.sampled_from(["tar", "tar.gz", "tar.bz2", "tar.xz", "tgz", "zip"]))
+    path = base / "data" / f"corpus.{kind}"
+    path.parent.mkdir()
+    odd = draw(st.lists(st.sampled_from(ODD_ZIP if kind == "zip" else ODD_TAR), max_size=draw(ODD_COUNT)))
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w", compression=draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))) as zf:
+            for f in sorted(tree.rglob("*")):  # a name that is not UTF-8 is stored as raw bytes (read back as cp437)
+                name = ("chunks/" + f.relative_to(tree).as_posix()).encode("utf-8", "surrogateescape").decode("cp437")
+                zf.write(f, name)
+            for o in odd:
+                with warnings.catch_warnings():  # duplicate names are the point
+                    warnings.simplefilter("ignore")
+                    _zip_odd(zf, o)
+    else:
+        mode = {"tar": "w", "tgz": "w:gz"}.get(kind, "w:" + kind.split(".")[-1])
+        with tarfile.open(path, mode) as tf:
+            tf.add(tree, arcname="chunks")
+            for o in odd:
+                with contextlib.suppress(UnicodeEncodeError):  # a format that cannot store a non-UTF-8 name
+                    _tar_odd(tf, o)
+    # Hypothesis favours small draws (0, False): the benign choice is the small one.
+    if draw(st.integers(0, 5)) == 5:  # nested: an archive in a folder in an archive
+        outer = base / "data" / "outer.zip"
+        with zipfile.ZipFile(outer, "w") as zf:
+            zf.write(path, f"wrap/{path.name}")
+        path.unlink()
+        path = outer
+    damage = draw(st.integers(0, 11))
+    if damage == 10:  # truncated (where, as a share: archive sizes vary with timestamps)
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) * draw(st.integers(1, 999)) // 1000])
+    elif damage == 11:
+        path.write_bytes(draw(st.binary(max_size=200)))
+    return path
+
+
+def corpus_config(base: Path, data_dir: Path, data) -> Path:
+    settings_ = {
+        "train_subjects": data.draw(st.sampled_from([None, ["physics", "biology"]])),
+        "test_fraction": data.draw(st.sampled_from([0.3, 0.3, 0.3, 0.01, 0.5, 0.9])),
+        "max_per_subject": data.draw(st.sampled_from([None, 4, 6])),
+        "seed": data.draw(st.integers(0, 2**32 - 1)),
+        "archive_max_bytes": data.draw(st.sampled_from([100, 10_000, 2_000_000_000, 2_000_000_000])),
+        "archive_max_members": data.draw(st.sampled_from([2, 10, 200_000, 200_000])),
+    }
+    path = base / "config.yaml"
+    path.write_text(yaml.safe_dump({"paths": {"data_dir": str(data_dir), "results_dir": str(base / "results")},
+                                    "data": settings_}), encoding="utf-8")
+    return path
+
+
+@fuzz_settings(80)
+@given(data=st.data())
+def test_check_survives_odd_corpora(scratch, data):
+    base = scratch.new()
+    tree = data.draw(corpus_trees(base / "corpus"))
+    tables = sorted(tree.glob("t*.*"))
+    data_dir = data.draw(st.sampled_from([tree] + tables)) if tables else tree
+    assert_check_behaves(corpus_config(base, data_dir, data))
+
+
+@fuzz_settings(60)
+@given(data=st.data())
+def test_check_survives_odd_archives(scratch, data):
+    base = scratch.new()
+    archive = data.draw(archives(base))
+    system_tmp = base / "system-tmp"  # where extraction goes when no scratch folder is passed
+    system_tmp.mkdir()
+    saved, tempfile.tempdir = tempfile.tempdir, str(system_tmp)
+    try:
+        assert_check_behaves(corpus_config(base, archive, data))
+    finally:
+        tempfile.tempdir = saved
+    results = base / "results"
+    leftovers = [p.name for p in results.glob(".extract-*")] if results.exists() else []
+    assert leftovers == [] and list(system_tmp.iterdir()) == [], leftovers
+
+
+# --- a few real processes ----------------------------------------------------------------------------------------
+
+def _zip_bomb(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for subject in ("physics", "history"):
+            for i in range(4):
+                zf.writestr(f"chunks/{subject}/{i}.txt", SMALL_CORPUS.get(subject, ["x"] * 6)[i])
+        zf.writestr("chunks/physics/bomb.txt", b"\0" * 300_000_000)
+    return path
+
+
+WIRED = hasattr(corpus_module, "corpus_splits")  # check passes data.archive_* and results_dir to load_corpus
+
+
+@pytest.mark.parametrize("case", ["deep", pytest.param("bomb", marks=pytest.mark.skipif(
+    not WIRED, reason="helpers.corpus.corpus_splits does not yet pass data.archive_max_bytes to load_corpus")), "ok"])
+def test_real_check_process_stays_small(tmp_path, case):
+    config = tmp_path / "config.yaml"
+    corpus = write_small_corpus(tmp_path / "corpus")
+    head = f"paths: {{data_dir: {json.dumps(str(corpus))}, results_dir: {json.dumps(str(tmp_path / 'results'))}}}\n"
+    if case == "deep":
+        config.write_text(head + "deep: " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    elif case == "bomb":
+        bomb = _zip_bomb(tmp_path / "bomb.zip")
+        assert bomb.stat().st_size < 1_000_000
+        config.write_text(head.replace(json.dumps(str(corpus)), json.dumps(str(bomb)))
+                          + "data: {archive_max_bytes: 100000000, train_subjects: null}\n", encoding="utf-8")
+    else:
+        config.write_text(head + "data: {train_subjects: null}\n", encoding="utf-8")
+    run = run_check(config, timeout=120)
+    assert run.returncode == (0 if case == "ok" else 2), run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    assert run.seconds < SECONDS_PER_EXAMPLE, run.seconds
+    assert run.peak_rss is not None and run.peak_rss < 1.5e9, run.peak_rss
+    if case == "bomb":
+        assert "archive_max_bytes" in run.stderr
+        assert not list((tmp_path / "results").glob(".extract-*"))

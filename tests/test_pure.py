@@ -1,0 +1,249 @@
+"""Unit tests of the pure functions that the chapters and training rely on.
+
+Each test checks behaviour with small, made-up inputs: BERT masking, block cutting, the
+unigram reference, dataset construction for the two losses, subject restriction,
+per-subject separation, bootstrap intervals, claims, the training-log round trip, the PCA
+sign convention and the chart HTML's escaping.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from helpers.analysis import SplitEmbeddings, per_subject_separation
+from helpers.corpus import restrict_subjects
+from helpers.finetuning import pair_dataset, triplet_dataset
+from helpers.intervals import bootstrap_mean, paired_difference
+from helpers.pretraining import UnigramReference, cut_blocks, mask_tokens, train_tokenizer
+from helpers.training import TrainingLog, build_once
+
+
+class ToyTokenizer:
+    """Ids 0-4 are special ([PAD], [UNK], [CLS], [SEP], [MASK]); words map to 5, 6, ..."""
+
+    pad_token_id, cls_token_id, sep_token_id, mask_token_id = 0, 2, 3, 4
+    all_special_ids = [0, 1, 2, 3, 4]
+
+    def __len__(self):
+        return 1000
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [[5 + (hash(w) % 900) for w in t.split()] for t in texts]}
+
+
+# --- masking and blocks -----------------------------------------------------------------------
+
+
+def test_masking_selects_the_rate_and_splits_80_10_10():
+    tok = ToyTokenizer()
+    ids = torch.randint(5, 1000, (400, 128))
+    ids[:, 0], ids[:, -1] = tok.cls_token_id, tok.sep_token_id
+    corrupted, selected = mask_tokens(ids, tok, 0.15, torch.Generator().manual_seed(0))
+    eligible = ids.numel() - 2 * len(ids)
+    assert abs(selected.sum().item() / eligible - 0.15) < 0.01
+    assert not selected[:, 0].any() and not selected[:, -1].any()  # specials never selected
+    masked = (corrupted[selected] == tok.mask_token_id).float().mean().item()
+    kept = (corrupted[selected] == ids[selected]).float().mean().item()
+    assert abs(masked - 0.8) < 0.02
+    # 10% kept on purpose, plus the random replacements that drew the same id by chance
+    assert abs(kept - 0.1) < 0.02
+    assert torch.equal(corrupted[~selected], ids[~selected])  # unselected stay untouched
+
+
+def test_masking_is_reproducible_with_a_seed():
+    tok = ToyTokenizer()
+    ids = torch.randint(5, 1000, (20, 30))
+    a = mask_tokens(ids, tok, 0.3, torch.Generator().manual_seed(7))
+    b = mask_tokens(ids, tok, 0.3, torch.Generator().manual_seed(7))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_blocks_frame_the_token_stream_and_drop_the_tail():
+    tok = ToyTokenizer()
+    texts = ["a b c", "d e", "f g h i"]  # 9 words + 3 [SEP] = 12 tokens
+    blocks = cut_blocks(tok, texts, length=6)  # 4 tokens of body per block
+    assert blocks.shape == (3, 6)
+    assert (blocks[:, 0] == tok.cls_token_id).all() and (blocks[:, -1] == tok.sep_token_id).all()
+    body = blocks[:, 1:-1].flatten().tolist()
+    stream = [t for seq in tok(texts)["input_ids"] for t in seq + [tok.sep_token_id]]
+    assert body == stream[:12]
+    with pytest.raises(ValueError, match="not enough text"):
+        cut_blocks(tok, ["a"], length=16)
+
+
+def test_unigram_reference_predicts_the_most_frequent_token():
+    blocks = torch.tensor([[2, 7, 7, 7, 8, 3]])
+    ref = UnigramReference(blocks, vocab_size=10, special_ids=[0, 1, 2, 3, 4])
+    targets = torch.tensor([7, 8])
+    assert int(ref.log_probs.argmax()) == 7
+    assert ref.accuracy(targets) == 0.5
+    # add-one smoothing over the 5 non-special ids: p(7) = 4/9, p(8) = 2/9
+    assert ref.loss(targets) == pytest.approx(-(np.log(4 / 9) + np.log(2 / 9)) / 2)
+    assert torch.isinf(ref.log_probs[2])  # special tokens get no probability
+
+
+def test_trained_tokenizer_learns_frequent_words():
+    tok = train_tokenizer(["mitochondria divide", "mitochondria grow"] * 40, vocab_size=80)
+    pieces = tok.convert_ids_to_tokens(tok("mitochondria")["input_ids"])
+    assert pieces == ["[CLS]", "mitochondria", "[SEP]"]
+
+
+# --- fine-tuning data ---------------------------------------------------------------------------
+
+
+def toy_splits():
+    subjects = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    texts = [f"{s} text {i}" for i, s in enumerate(subjects)]
+    train = Dataset.from_dict({"text": texts, "subject": subjects})
+    test = Dataset.from_dict({"text": ["a x", "a w", "b y", "b v", "c z", "c u"],
+                              "subject": ["a", "a", "b", "b", "c", "c"]})
+    return DatasetDict(train=train, test=test)
+
+
+def test_pairs_join_different_chunks_of_one_subject():
+    splits = toy_splits()
+    pairs = pair_dataset(splits, seed=0)
+    subject_of = dict(zip(splits["train"]["text"], splits["train"]["subject"]))
+    assert len(pairs) == len(splits["train"])
+    for anchor, positive in zip(pairs["anchor"], pairs["positive"]):
+        assert anchor != positive and subject_of[anchor] == subject_of[positive]
+
+
+def test_triplet_rows_carry_subject_indices():
+    data = triplet_dataset(toy_splits())
+    assert data["label"] == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_restrict_subjects_keeps_only_those_rows():
+    kept = restrict_subjects(toy_splits(), ["a", "c"])
+    assert set(kept["train"]["subject"]) == {"a", "c"} and len(kept["train"]) == 8
+    assert kept["test"]["subject"] == ["a", "a", "c", "c"]
+    assert restrict_subjects(toy_splits(), None)["train"].num_rows == 12
+
+
+def test_per_subject_separation_counts_and_intervals():
+    rng = np.random.default_rng(0)
+    splits = toy_splits()
+    centers = {"a": [5, 0, 0], "b": [0, 5, 0], "c": [0, 0, 5]}
+    X_train = np.array([centers[s] for s in splits["train"]["subject"]]) + rng.normal(
+        0, 0.1, (12, 3))
+    # one "c" test chunk sits with the "a" chunks: k-NN gets it wrong
+    X_test = np.array([centers[s] for s in ("a", "a", "b", "b", "a", "c")], float)
+    X_test += rng.normal(0, 0.1, X_test.shape)
+    emb = SplitEmbeddings("toy", X_train, X_test)
+    table = per_subject_separation(emb, splits, k=3, trained_on=["a", "b"]).set_index("subject")
+    assert table.loc["a", "knn_correct"] == 2 and table.loc["c", "knn_correct"] == 1
+    assert table.loc["c", "n_test"] == 2 and table.loc["c", "knn_accuracy"] == 0.5
+    assert table.loc["c", "trained on"] == "no"
+    assert (table["knn_low"] <= table["knn_accuracy"]).all()
+    assert (table["knn_accuracy"] <= table["knn_high"]).all()
+
+
+# --- intervals ----------------------------------------------------------------------------------
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_n():
+    small = bootstrap_mean(np.r_[np.ones(8), np.zeros(2)])
+    large = bootstrap_mean(np.r_[np.ones(800), np.zeros(200)])
+    assert small.low <= 0.8 <= small.high and large.low <= 0.8 <= large.high
+    assert (large.high - large.low) < (small.high - small.low) / 5
+
+
+def test_paired_difference_excludes_zero_only_for_a_clear_change():
+    before = np.r_[np.ones(50), np.zeros(50)]
+    assert paired_difference(np.ones(100), before).excludes_zero
+    one_flip = before.copy()
+    one_flip[50] = 1
+    assert not paired_difference(one_flip, before).excludes_zero
+
+
+# --- training logs and claims -------------------------------------------------------------------
+
+
+def test_build_once_trains_once_and_round_trips_the_log(tmp_path):
+    calls = []
+
+    def train(out):
+        calls.append(out)
+        (out / "weights.bin").write_bytes(b"x")
+        return TrainingLog(records=[{"step": 5, "loss": 1.5}], seconds=2.0, parameters=10,
+                           summary={"steps": 5})
+
+    folder = tmp_path / "m"
+    assert build_once(folder, {"k": 1}, train) == folder
+    assert build_once(folder, {"k": 1}, train) == folder
+    assert len(calls) == 1 and (folder / "weights.bin").exists()
+    log = TrainingLog.load(folder)
+    assert log.summary == {"steps": 5} and log.frame()["loss"].tolist() == [1.5]
+
+
+def test_build_once_leaves_nothing_when_training_fails(tmp_path):
+    def train(out):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        build_once(tmp_path / "m", {}, train)
+    assert not (tmp_path / "m").exists()
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_claims_are_recorded_and_a_failed_one_shows_a_note(tmp_path, monkeypatch, write_config):
+    import myst_nb
+
+    from helpers import book
+    from helpers.config import load_config
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda k, v, display=False: glued.__setitem__(k, v))
+    cfg = load_config(write_config(tmp_path))
+    monkeypatch.setitem(book._STATE, "cfg", cfg)
+    assert book.claim("t_holds", 2 > 1, "two exceeds one") is True
+    assert book.claim("t_fails", 1 > 2, "one exceeds two") is False
+    assert book.claim("t_na", None, "a second corpus agrees") is None
+    assert glued["claim_t_holds"].data == "" and glued["claim_t_na"].data == ""
+    assert book.CLAIM_CLASS in glued["claim_t_fails"].data
+    assert "one exceeds two" in glued["claim_t_fails"].data
+    recorded = json.loads(book.claims_file(cfg).read_text())
+    assert {k: v["holds"] for k, v in recorded.items()} == {
+        "t_holds": True, "t_fails": False, "t_na": None}
+
+
+def test_change_words_follow_the_interval():
+    from helpers.book import change_words
+    from helpers.intervals import Interval
+
+    assert change_words(Interval(0.1, 0.02, 0.2)) == "rose"
+    assert change_words(Interval(-0.1, -0.2, -0.02)) == "fell"
+    assert change_words(Interval(0.1, -0.01, 0.2)) == "did not change clearly"
+
+
+# --- charts -------------------------------------------------------------------------------------
+
+
+def test_pca_signs_do_not_depend_on_row_order():
+    from helpers.charts import pca_projection
+
+    X = np.random.default_rng(0).normal(size=(60, 5)) @ np.diag([5, 3, 1, 1, 1])
+    order = np.random.default_rng(1).permutation(60)
+    a, _ = pca_projection(X)
+    b, _ = pca_projection(X[order])
+    np.testing.assert_allclose(a[order], b, atol=1e-8)
+
+
+def test_chart_html_cannot_close_its_script_tag():
+    from helpers.charts import chart_html
+
+    spec = {"$schema": "https://vega.github.io/schema/vega-lite/v6.json",
+            "data": {"values": [{"x": 1, "label": "</script><b>bold</b>"}]},
+            "mark": "point", "encoding": {"x": {"field": "x", "type": "quantitative"}}}
+    html = chart_html(spec)
+    script = html.split('class="book-chart-spec">', 1)[1]
+    assert script.count("</script>") == 1  # only the real end tag
+    payload = script.split("</script>", 1)[0]
+    assert json.loads(payload.replace("<\\/", "</"))["data"]["values"][0]["label"].startswith(
+        "</script>")

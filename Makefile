@@ -3,13 +3,15 @@
 
 PYTHON ?= python3
 VENV   := .venv
+BOOK   ?= .
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JB_FLAGS := -W --keep-going -n
 
-.PHONY: book test install browser notebooks sync clean clean-results bench
+.PHONY: book site models test lint install browser notebooks sync clean clean-results bench
 
 $(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "This book needs Python 3.11 or newer (Altair 6 requires it); found " + sys.version.split()[0] + ". Install Python 3.11+ and run again, e.g. make book PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	# torch first, pinned, so pip never reaches for a multi-GB CUDA build
@@ -19,12 +21,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## The site: execute every chapter and build _build/html; any warning or failing cell fails it.
-book: $(STAMP)
+## The site: train the models (progress bars), execute every chapter, build _build/html.
+book: models
 	@# The execution cache keys on chapter text only; drop it when helpers, config or data change.
 	@mkdir -p _build; h=$$(cat helpers/*.py config.yaml book/_ext/*.py $$(find data -type f | sort) | sha256sum | cut -c1-16); \
 	  if [ "$$(cat _build/.inputs-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache; echo "$$h" > _build/.inputs-hash; fi
-	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	$(MAKE) --no-print-directory site
+
+## Train (or reuse) every model the chapters use, with progress bars, before the site build.
+models: $(STAMP)
+	$(BIN)/python -m helpers train
+
+## Build the book in $(BOOK) strictly: any warning or failing cell fails it (also used by the tests).
+site: $(STAMP)
+	$(BIN)/jupyter-book build $(BOOK) $(JB_FLAGS)
 
 ## Chromium for the browser check (Debian package; needs root or sudo).
 browser:
@@ -32,9 +42,13 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## Unit and property tests, a strict build of the real book, and a browser check of every page.
+## Unit and property tests, ruff, a strict build of the real book, a browser check of every page.
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+## Only the ruff checks (package, tests, benchmarks and the chapters' code); part of `make test`.
+lint: $(STAMP)
+	$(BIN)/python -m pytest tests/test_lint.py
 
 ## Chapters as notebooks (notebooks/*.ipynb) and scripts (scripts/*.py), generated from chapters/*.md.
 notebooks: $(STAMP)

@@ -28,6 +28,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 from filelock import FileLock
 
 from .config import Config, load_config
@@ -76,6 +77,8 @@ def glue_numbers(prefix: str, values: dict) -> None:
     from myst_nb import glue
 
     for key, value in values.items():
+        if isinstance(value, np.generic):  # numpy scalars print as np.float64(...): no format spec
+            value = value.item()
         glue(f"{prefix}_{key}", value, display=False)
 
 

@@ -122,12 +122,13 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_claims(args) -> int:
-    from .book import read_claims
+    from .book import claims_file, read_claims
 
     cfg = load_config(args.config)
     if args.run:
         from .notebooks import execute_chapters
 
+        claims_file(cfg).unlink(missing_ok=True)  # only this run's claims count
         execute_chapters(cfg.source)
     claims = read_claims(cfg)
     if not claims:

@@ -46,6 +46,7 @@ class ConfigError(ValueError):
 
 # --- short quotes of values ------------------------------------------------------------------------------
 
+
 class _ShortRepr(reprlib.Repr):
     def __init__(self) -> None:
         super().__init__()
@@ -95,6 +96,7 @@ def _shown_path(path: Path) -> str:
 
 # --- the schema --------------------------------------------------------------------------------------------
 
+
 def _no_bool(value: Any) -> Any:
     if isinstance(value, bool):  # YAML turns yes/no/on/off into booleans; never a number here
         raise ValueError("must be a number, not true/false")
@@ -117,7 +119,9 @@ def _path_text(value: Any, optional: bool = False) -> Any:
 
 Int = Annotated[int, BeforeValidator(_no_bool)]
 Float = Annotated[float, BeforeValidator(_no_bool)]
-Seed = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=2**32 - 1)]  # numpy/scikit-learn seeds are 32-bit
+Seed = Annotated[
+    int, BeforeValidator(_no_bool), Field(ge=0, le=2**32 - 1)
+]  # numpy/scikit-learn seeds are 32-bit
 
 
 class _Strict(BaseModel):
@@ -137,7 +141,9 @@ class Paths(_Strict):
 
 class DataSettings(_Strict):
     subjects: list[str] | None = None
-    train_subjects: list[str] | None = Field(default_factory=lambda: ["physics", "biology", "history"])
+    train_subjects: list[str] | None = Field(
+        default_factory=lambda: ["physics", "biology", "history"]
+    )
     max_per_subject: Int | None = Field(default=None, ge=MIN_PER_SUBJECT)
     second_max_per_subject: Int | None = Field(default=200, ge=MIN_PER_SUBJECT)
     test_fraction: Float = Field(default=0.3, gt=0.0, lt=1.0)
@@ -213,8 +219,12 @@ class Finetuning(_Strict):
 
 
 SECTIONS: dict[str, type[_Strict]] = {
-    "paths": Paths, "data": DataSettings, "models": Models,
-    "encoding": Encoding, "pretraining": Pretraining, "finetuning": Finetuning,
+    "paths": Paths,
+    "data": DataSettings,
+    "models": Models,
+    "encoding": Encoding,
+    "pretraining": Pretraining,
+    "finetuning": Finetuning,
 }
 
 
@@ -256,6 +266,7 @@ class Config(_Strict):
 
 # --- reading YAML safely -----------------------------------------------------------------------------------
 
+
 class _Refused(yaml.MarkedYAMLError):
     """YAML that is well-formed but refused (duplicate key, too deep, too big), with its own fix."""
 
@@ -275,8 +286,11 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark,
-                               "A configuration is a few levels deep; check the brackets and indentation.")
+                raise _Refused(
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                    "A configuration is a few levels deep; check the brackets and indentation.",
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -287,8 +301,12 @@ class _Loader(yaml.SafeLoader):
             for key, _ in node.value:
                 if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                     if key.value in seen:
-                        raise _Refused(f"key {_name(key.value)!r} appears twice (lines {seen[key.value].line + 1} "
-                                       f"and {key.start_mark.line + 1})", key.start_mark, "Keep one of them.")
+                        raise _Refused(
+                            f"key {_name(key.value)!r} appears twice (lines {seen[key.value].line + 1} "
+                            f"and {key.start_mark.line + 1})",
+                            key.start_mark,
+                            "Keep one of them.",
+                        )
                     seen[key.value] = key.start_mark
         return super().construct_mapping(node, deep=deep)
 
@@ -296,8 +314,11 @@ class _Loader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:  # e.g. an int of 5000 digits, a 30th of February
-            raise _Refused(f"cannot read value {excerpt(getattr(node, 'value', ''))}: {_cut(str(exc), 120)}",
-                           node.start_mark, "Write the value differently (quote it to keep it as text).") from None
+            raise _Refused(
+                f"cannot read value {excerpt(getattr(node, 'value', ''))}: {_cut(str(exc), 120)}",
+                node.start_mark,
+                "Write the value differently (quote it to keep it as text).",
+            ) from None
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -324,20 +345,34 @@ def _check_expansion(root: yaml.Node) -> None:
             raise _Refused("recursive alias (a value that contains itself)", node.start_mark, fix)
         if key not in done:
             if depth > MAX_DEPTH:
-                raise _Refused(f"nested more than {MAX_DEPTH} levels deep once aliases are expanded", node.start_mark, fix)
+                raise _Refused(
+                    f"nested more than {MAX_DEPTH} levels deep once aliases are expanded",
+                    node.start_mark,
+                    fix,
+                )
             on_path.add(key)
             sizes = [visit(child, depth + 1) for child in _children(node)]
             on_path.discard(key)
             done[key] = (1 + sum(n for n, _ in sizes), 1 + max((h for _, h in sizes), default=0))
+            if done[key][0] > MAX_NODES:  # the first (smallest) value over the limit: point at it
+                aliased = done[key][0] > len(done)
+                raise _Refused(
+                    f"this value holds {done[key][0]:,} nodes"
+                    f"{' once its aliases (*name) are expanded, as in a billion laughs' if aliased else ''}; "
+                    f"a configuration may hold at most {MAX_NODES:,}",
+                    node.start_mark,
+                    fix if aliased else "Shorten it: a configuration needs only a few values.",
+                )
         count, height = done[key]
         if depth + height - 1 > MAX_DEPTH:
-            raise _Refused(f"nested more than {MAX_DEPTH} levels deep once aliases are expanded", node.start_mark, fix)
+            raise _Refused(
+                f"nested more than {MAX_DEPTH} levels deep once aliases are expanded",
+                node.start_mark,
+                fix,
+            )
         return count, height
 
-    count, _ = visit(root, 1)
-    if count > MAX_NODES:
-        raise _Refused(f"its aliases expand to {count:,} nodes (more than {MAX_NODES:,}; a 'billion laughs')",
-                       root.start_mark, fix)
+    visit(root, 1)
 
 
 def _key_lines(root: yaml.Node | None) -> dict[tuple, int]:
@@ -369,8 +404,10 @@ def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
 
 def _read_yaml(source: Path) -> tuple[Any, dict[tuple, int]]:
     if source.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: {source.stat().st_size:,} bytes is too big for a configuration "
-                          f"(at most {MAX_CONFIG_BYTES:,}). Point --config at the right file.")
+        raise ConfigError(
+            f"{source}: {source.stat().st_size:,} bytes is too big for a configuration "
+            f"(at most {MAX_CONFIG_BYTES:,}). Point --config at the right file."
+        )
     try:
         text = source.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
@@ -391,6 +428,7 @@ def _read_yaml(source: Path) -> tuple[Any, dict[tuple, int]]:
 
 # --- collecting every problem --------------------------------------------------------------------------------
 
+
 class _Problems:
     """Problems of one file, each reported as one line naming the file, line, key, value and fix."""
 
@@ -405,17 +443,29 @@ class _Problems:
     def raise_if_any(self) -> None:
         if self.items:
             count = f"{len(self.items)} problems" if len(self.items) > 1 else "1 problem"
-            lines = [text for _, text in sorted(self.items, key=lambda item: item[0])]  # in file order
-            raise ConfigError(f"{self.source}: invalid configuration ({count}):\n  - " + "\n  - ".join(lines))
+            lines = [
+                text for _, text in sorted(self.items, key=lambda item: item[0])
+            ]  # in file order
+            raise ConfigError(
+                f"{self.source}: invalid configuration ({count}):\n  - " + "\n  - ".join(lines)
+            )
 
 
 def _default_of(loc: tuple) -> str | None:
     model: Any = SECTIONS.get(str(loc[0])) if loc else None
     for part in loc[1:]:
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        field = (
+            model.model_fields.get(part)
+            if isinstance(model, type) and issubclass(model, BaseModel)
+            else None
+        )
         if field is None:
             return None
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) and part != loc[-1]:
+        if (
+            isinstance(field.annotation, type)
+            and issubclass(field.annotation, BaseModel)
+            and part != loc[-1]
+        ):
             model = field.annotation
             continue
         if field.is_required():
@@ -423,7 +473,13 @@ def _default_of(loc: tuple) -> str | None:
         default = field.get_default(call_default_factory=True)
         if isinstance(default, BaseModel):
             return None
-        return "null" if default is None else str(default).lower() if isinstance(default, bool) else excerpt(default)
+        return (
+            "null"
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else excerpt(default)
+        )
     return None
 
 
@@ -436,7 +492,10 @@ def _add_validation_errors(problems: _Problems, section: str, exc: ValidationErr
             fix = f"remove it or check its spelling; see config.yaml in the repository for the keys allowed under {section}"
             problems.add(loc, f"unknown key '{key}' (value {value}): {fix}")
         elif err["type"] == "missing":
-            problems.add(loc, f"missing key '{key}': add it (see config.yaml in the repository for an example)")
+            problems.add(
+                loc,
+                f"missing key '{key}': add it (see config.yaml in the repository for an example)",
+            )
         else:
             default = _default_of(loc)
             msg = err["msg"].removeprefix("Value error, ")
@@ -451,8 +510,11 @@ def _validate_sections(raw: dict, problems: _Problems) -> tuple[dict[str, _Stric
     """
     for key, value in raw.items():
         if key not in SECTIONS:
-            problems.add((key,), f"unknown key '{_name(key)}' (value {excerpt(value)}): remove it or "
-                                 "check its spelling; see config.yaml in the repository for the keys allowed under the top level")
+            problems.add(
+                (key,),
+                f"unknown key '{_name(key)}' (value {excerpt(value)}): remove it or "
+                "check its spelling; see config.yaml in the repository for the keys allowed under the top level",
+            )
     sections, bad = {}, set()
     for name, model in SECTIONS.items():
         value = {} if raw.get(name) is None else raw[name]
@@ -461,10 +523,14 @@ def _validate_sections(raw: dict, problems: _Problems) -> tuple[dict[str, _Stric
         except ValidationError as exc:
             _add_validation_errors(problems, name, exc)
             failed = {err["loc"][0] for err in exc.errors() if err["loc"]}
-            bad |= {(name, key) for key in failed} | ({(name,)} if any(not e["loc"] for e in exc.errors()) else set())
+            bad |= {(name, key) for key in failed} | (
+                {(name,)} if any(not e["loc"] for e in exc.errors()) else set()
+            )
             if isinstance(value, dict) and (name,) not in bad:
                 try:
-                    sections[name] = model.model_validate({k: v for k, v in value.items() if k not in failed})
+                    sections[name] = model.model_validate(
+                        {k: v for k, v in value.items() if k not in failed}
+                    )
                 except ValidationError:
                     pass
     return sections, bad
@@ -477,30 +543,58 @@ def _dependent_problems(s: dict[str, _Strict], bad: set[tuple], problems: _Probl
         ok = section in s and (section,) not in bad and not any((section, k) in bad for k in keys)
         return s[section] if ok else None
 
-    if (pre := valid("pretraining", "hidden_size", "num_heads")) and pre.hidden_size % pre.num_heads:
-        problems.add(("pretraining", "num_heads"),
-                     f"key 'pretraining.num_heads' = {pre.num_heads} does not divide pretraining.hidden_size = "
-                     f"{pre.hidden_size}; each attention head gets hidden_size / num_heads dimensions. "
-                     "Fix: e.g. num_heads 4 with hidden_size 256.")
+    if (
+        pre := valid("pretraining", "hidden_size", "num_heads")
+    ) and pre.hidden_size % pre.num_heads:
+        problems.add(
+            ("pretraining", "num_heads"),
+            f"key 'pretraining.num_heads' = {pre.num_heads} does not divide pretraining.hidden_size = "
+            f"{pre.hidden_size}; each attention head gets hidden_size / num_heads dimensions. "
+            "Fix: e.g. num_heads 4 with hidden_size 256.",
+        )
+    if (
+        pre := valid("pretraining", "short_length", "max_length")
+    ) and pre.short_length > pre.max_length:
+        problems.add(
+            ("pretraining", "short_length"),
+            f"key 'pretraining.short_length' = {pre.short_length} is longer than pretraining.max_length = "
+            f"{pre.max_length}; the short blocks of most steps must not exceed the long ones. "
+            f"Fix: use at most {pre.max_length}.",
+        )
     if (pre := valid("pretraining", "warmup_steps", "steps")) and pre.warmup_steps > pre.steps:
-        problems.add(("pretraining", "warmup_steps"),
-                     f"key 'pretraining.warmup_steps' = {pre.warmup_steps} is more than pretraining.steps = "
-                     f"{pre.steps}. Fix: use at most {pre.steps} (about a tenth of the steps is usual).")
-    if (data := valid("data", "train_subjects")) and data.train_subjects is not None and len(set(data.train_subjects)) == 1:
-        problems.add(("data", "train_subjects"),
-                     f"key 'data.train_subjects' = {excerpt(data.train_subjects)}: fine-tuning needs at least two "
-                     "subjects to tell apart. Fix: list two or more, or null for every subject.")
+        problems.add(
+            ("pretraining", "warmup_steps"),
+            f"key 'pretraining.warmup_steps' = {pre.warmup_steps} is more than pretraining.steps = "
+            f"{pre.steps}. Fix: use at most {pre.steps} (about a tenth of the steps is usual).",
+        )
+    if (
+        (data := valid("data", "train_subjects"))
+        and data.train_subjects is not None
+        and len(set(data.train_subjects)) == 1
+    ):
+        problems.add(
+            ("data", "train_subjects"),
+            f"key 'data.train_subjects' = {excerpt(data.train_subjects)}: fine-tuning needs at least two "
+            "subjects to tell apart. Fix: list two or more, or null for every subject.",
+        )
     if models := valid("models", "baseline", "contrastive", "finetune_base"):
-        book = sorted({spec.name for spec in (models.baseline, models.contrastive, models.finetune_base)
-                       if spec.name.startswith(("packaged:", "book:"))})
+        book = sorted(
+            {
+                spec.name
+                for spec in (models.baseline, models.contrastive, models.finetune_base)
+                if spec.name.startswith(("packaged:", "book:"))
+            }
+        )
         windows = [("encoding", "max_length", book)]
         if models.finetune_base.name.startswith(("packaged:", "book:")):
             windows.append(("finetuning", "max_length", [models.finetune_base.name]))
         for section, key, names in windows:
             if names and (values := valid(section, key)) and getattr(values, key) > BOOK_WINDOW:
-                problems.add((section, key),
-                             f"key '{section}.{key}' = {getattr(values, key)} is longer than the {BOOK_WINDOW} positions "
-                             f"of {', '.join(names)}. Fix: use at most {BOOK_WINDOW}, or a model with a longer window.")
+                problems.add(
+                    (section, key),
+                    f"key '{section}.{key}' = {getattr(values, key)} is longer than the {BOOK_WINDOW} positions "
+                    f"of {', '.join(names)}. Fix: use at most {BOOK_WINDOW}, or a model with a longer window.",
+                )
     if data := valid("data", "subjects", "train_subjects"):
         _check_subject_lists(data, problems)
 
@@ -509,12 +603,17 @@ def _check_subject_lists(data: DataSettings, problems: _Problems) -> None:
     subjects, train = data.subjects, data.train_subjects
     for key, values in (("subjects", subjects), ("train_subjects", train)):
         if values is not None and (len(values) == 0 or len(set(values)) != len(values)):
-            problems.add(("data", key), f"key 'data.{key}' = {excerpt(values)} must be a non-empty list without repeats, or null.")
+            problems.add(
+                ("data", key),
+                f"key 'data.{key}' = {excerpt(values)} must be a non-empty list without repeats, or null.",
+            )
     if subjects and train and not set(train) <= set(subjects):
         missing = sorted(set(train) - set(subjects))
-        problems.add(("data", "train_subjects"),
-                     f"key 'data.train_subjects' names {excerpt(missing)} which 'data.subjects' leaves out; "
-                     "add them to data.subjects or remove them from data.train_subjects.")
+        problems.add(
+            ("data", "train_subjects"),
+            f"key 'data.train_subjects' names {excerpt(missing)} which 'data.subjects' leaves out; "
+            "add them to data.subjects or remove them from data.train_subjects.",
+        )
 
 
 def _resolve(base: Path, value: Path | None) -> Path | None:
@@ -537,12 +636,16 @@ def _check_writable(path: Path) -> str | None:
 def _resolve_paths(cfg: Config, check_data: bool, problems: _Problems) -> Config:
     base = cfg.source.parent
     try:
-        paths = cfg.paths.model_copy(update={
-            "data_dir": _resolve(base, cfg.paths.data_dir),
-            "results_dir": _resolve(base, cfg.paths.results_dir),
-            "second_data_dir": _resolve(base, cfg.paths.second_data_dir),
-        })
-        pre = cfg.pretraining.model_copy(update={"extra_text_dir": _resolve(base, cfg.pretraining.extra_text_dir)})
+        paths = cfg.paths.model_copy(
+            update={
+                "data_dir": _resolve(base, cfg.paths.data_dir),
+                "results_dir": _resolve(base, cfg.paths.results_dir),
+                "second_data_dir": _resolve(base, cfg.paths.second_data_dir),
+            }
+        )
+        pre = cfg.pretraining.model_copy(
+            update={"extra_text_dir": _resolve(base, cfg.pretraining.extra_text_dir)}
+        )
     except (OSError, RuntimeError) as exc:  # e.g. a symlink loop
         problems.add(("paths",), f"a path cannot be resolved ({exc}). Fix the paths section.")
         return cfg
@@ -554,17 +657,22 @@ def _resolve_paths(cfg: Config, check_data: bool, problems: _Problems) -> Config
         else:
             reason = ""
         if not exists:
-            problems.add(("paths", "data_dir"),
-                         f"key 'paths.data_dir' = {_shown_path(paths.data_dir)} does not exist{reason}. Point it at a folder of "
-                         "subject sub-folders, a JSONL/CSV/Parquet file or a .tar.gz/.zip archive.")
+            problems.add(
+                ("paths", "data_dir"),
+                f"key 'paths.data_dir' = {_shown_path(paths.data_dir)} does not exist{reason}. Point it at a folder of "
+                "subject sub-folders, a JSONL/CSV/Parquet file or a .tar.gz/.zip archive.",
+            )
         if (reason := _check_writable(paths.results_dir)) is not None:
-            problems.add(("paths", "results_dir"),
-                         f"key 'paths.results_dir' = {_shown_path(paths.results_dir)} cannot be created or written "
-                         f"({reason}). Point it at a folder you can write to.")
+            problems.add(
+                ("paths", "results_dir"),
+                f"key 'paths.results_dir' = {_shown_path(paths.results_dir)} cannot be created or written "
+                f"({reason}). Point it at a folder you can write to.",
+            )
     return cfg.model_copy(update={"paths": paths, "pretraining": pre})
 
 
 # --- the entry points ----------------------------------------------------------------------------------------
+
 
 def config_path(explicit: str | Path | None = None) -> Path:
     """The config file to use: ``explicit``, else ``$ANISOTROPY_BOOK_CONFIG``, else the repo's ``config.yaml``."""

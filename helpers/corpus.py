@@ -46,7 +46,8 @@ import pandas as pd
 
 from .storage import is_stale, owner_tag, remove_stale
 
-if TYPE_CHECKING:  # datasets and scikit-learn are imported when needed: `check` stays light on bad input
+# datasets and scikit-learn are imported where needed: `check` stays light on bad input.
+if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def excerpt(text: str, limit: int = 60) -> str:
 
 # --- text files ------------------------------------------------------------------------------------
 
+
 def _decode(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
     try:
         return raw.decode(encoding)
@@ -94,7 +96,9 @@ def _decode(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
 def _read_text_file(path: Path) -> str:
     text = _decode(path, path.read_bytes()).strip()
     if not text:
-        raise CorpusError(f"{path}: the chunk file is empty. Delete it or put the chunk's text in it.")
+        raise CorpusError(
+            f"{path}: the chunk file is empty. Delete it or put the chunk's text in it."
+        )
     return text
 
 
@@ -109,15 +113,25 @@ def _utf8_name(root: Path, rel: str) -> str:
 
 def _load_subject_folders(root: Path) -> pd.DataFrame:
     rows = []
-    for subject_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+    for subject_dir in sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    ):
         for f in sorted(subject_dir.rglob("*")):
             if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES and not f.name.startswith("."):
                 rel = _utf8_name(root, f.relative_to(root).as_posix())
-                rows.append({"id": rel.rsplit(".", 1)[0], "text": _read_text_file(f), "subject": subject_dir.name, "source": rel})
+                rows.append(
+                    {
+                        "id": rel.rsplit(".", 1)[0],
+                        "text": _read_text_file(f),
+                        "subject": subject_dir.name,
+                        "source": rel,
+                    }
+                )
     return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
 
 
 # --- tables ----------------------------------------------------------------------------------------
+
 
 def _jsonl_records(path: Path) -> list[tuple[str, Any]]:
     records = []
@@ -126,7 +140,9 @@ def _jsonl_records(path: Path) -> list[tuple[str, Any]]:
             try:
                 records.append((f"record {len(records) + 1} (line {number})", json.loads(line)))
             except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-                raise CorpusError(f"{path}: line {number} of this JSONL file is not valid JSON ({excerpt(exc, 120)}). Fix or remove that line.") from None
+                raise CorpusError(
+                    f"{path}: line {number} of this JSONL file is not valid JSON ({excerpt(exc, 120)}). Fix or remove that line."
+                ) from None
     return records
 
 
@@ -134,48 +150,57 @@ def _json_records(path: Path) -> list[tuple[str, Any]]:
     try:
         data = json.loads(_decode(path, path.read_bytes(), "utf-8-sig"))
     except (ValueError, RecursionError) as exc:
-        raise CorpusError(f"{path}: cannot be parsed as JSON ({excerpt(exc, 120)}). Check the file's format.") from None
+        raise CorpusError(
+            f"{path}: cannot be parsed as JSON ({excerpt(exc, 120)}). Check the file's format."
+        ) from None
     if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
         lengths = {len(v) for v in data.values()}
         if len(lengths) != 1:
-            raise CorpusError(f"{path}: its columns have different lengths {sorted(lengths)}. Give every column one value per record.")
+            raise CorpusError(
+                f"{path}: its columns have different lengths {sorted(lengths)}. Give every column one value per record."
+            )
         data = [dict(zip(data, values)) for values in zip(*data.values())]
     if not isinstance(data, list):
         raise CorpusError(
-            f"{path}: expected a list of records ({{\"text\": ..., \"subject\": ...}}) or an object of columns, "
+            f'{path}: expected a list of records ({{"text": ..., "subject": ...}}) or an object of columns, '
             f"got a JSON {type(data).__name__}."
         )
     return [(f"record {i}", record) for i, record in enumerate(data, 1)]
 
 
-def _frame_records(path: Path, frame: pd.DataFrame, csv: bool) -> list[tuple[str, Any]]:
-    frame.columns = [str(c) for c in frame.columns]
-    where = (lambda i: f"record {i} (row {i + 1} counting the header)") if csv else (lambda i: f"record {i}")
-    return [(where(i), record) for i, record in enumerate(frame.to_dict("records"), 1)]
+def _read_frame(path: Path, suffix: str) -> pd.DataFrame | None:
+    """A CSV (every cell as text, nothing turned into NaN) or Parquet file as a frame."""
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    text = _decode(path, path.read_bytes(), "utf-8-sig")
+    if not text.strip():
+        return None
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
 
 
 def _table_records(path: Path) -> list[tuple[str, Any]]:
+    """``(where, record)`` pairs of a table file; ``where`` names the record for messages."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return _jsonl_records(path)
     if suffix == ".json":
         return _json_records(path)
-    if suffix == ".csv":
-        text = _decode(path, path.read_bytes(), "utf-8-sig")
-        if not text.strip():
-            return []
-        read = lambda: pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)  # noqa: E731
-    else:
-        read = lambda: pd.read_parquet(path)  # noqa: E731
     try:
-        frame = read()
+        frame = _read_frame(path, suffix)
     except CorpusError:
         raise
     except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types on malformed input
         raise CorpusError(
-            f"{path}: cannot be parsed as {suffix[1:].upper()} ({type(exc).__name__}: {excerpt(exc, 120)}). Check the file's format."
+            f"{path}: cannot be parsed as {suffix[1:].upper()} "
+            f"({type(exc).__name__}: {excerpt(exc, 120)}). Check the file's format."
         ) from None
-    return _frame_records(path, frame, csv=suffix == ".csv")
+    if frame is None:
+        return []
+    frame.columns = [str(c) for c in frame.columns]
+    rows = frame.to_dict("records")
+    if suffix == ".csv":
+        return [(f"record {i} (row {i + 1} counting the header)", r) for i, r in enumerate(rows, 1)]
+    return [(f"record {i}", r) for i, r in enumerate(rows, 1)]
 
 
 def _cell(value: Any) -> str | None:
@@ -189,7 +214,9 @@ def _cell(value: Any) -> str | None:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             raise TypeError("bytes that are not UTF-8") from None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (str, int, float, np.integer, np.floating)
+    ):
         raise TypeError(f"a {type(value).__name__}, not text")
     text = str(value)
     try:
@@ -203,7 +230,9 @@ def _field(path: Path, where: str, record: dict, column: str) -> str:
     try:
         value = _cell(record.get(column))
     except TypeError as exc:
-        raise CorpusError(f"{path}: {where} has a {column!r} that is {exc}. Make it a string.") from None
+        raise CorpusError(
+            f"{path}: {where} has a {column!r} that is {exc}. Make it a string."
+        ) from None
     if value is None or not value.strip():
         raise CorpusError(
             f"{path}: {where} has an empty or missing {column!r}. Fill it in or remove the record "
@@ -215,10 +244,14 @@ def _field(path: Path, where: str, record: dict, column: str) -> str:
 def _read_table(path: Path) -> pd.DataFrame:
     records = _table_records(path)
     if not records:
-        raise CorpusError(f"{path}: holds no records. Remove the file or add rows with 'text' and 'subject'.")
+        raise CorpusError(
+            f"{path}: holds no records. Remove the file or add rows with 'text' and 'subject'."
+        )
     for where, record in records:
         if not isinstance(record, dict):
-            raise CorpusError(f"{path}: {where} is a JSON {type(record).__name__}, not an object with 'text' and 'subject'.")
+            raise CorpusError(
+                f"{path}: {where} is a JSON {type(record).__name__}, not an object with 'text' and 'subject'."
+            )
     columns = {str(k) for _, record in records for k in record}
     missing = {"text", "subject"} - columns
     if missing:
@@ -228,19 +261,31 @@ def _read_table(path: Path) -> pd.DataFrame:
         )
     rows = []
     for i, (where, record) in enumerate(records):
-        rows.append({
-            "id": _field(path, where, record, "id") if "id" in columns else f"{path.stem}-{i}",
-            "text": _field(path, where, record, "text"),
-            "subject": _field(path, where, record, "subject"),
-            "source": path.name,
-        })
+        rows.append(
+            {
+                "id": _field(path, where, record, "id") if "id" in columns else f"{path.stem}-{i}",
+                "text": _field(path, where, record, "text"),
+                "subject": _field(path, where, record, "subject"),
+                "source": path.name,
+            }
+        )
     return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
 
 
 # --- archives --------------------------------------------------------------------------------------
 
-_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError,
-                   ValueError, NotImplementedError, RuntimeError, struct.error)
+_ARCHIVE_ERRORS = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+)
 
 
 @dataclass
@@ -250,8 +295,9 @@ class _ArchiveBudget:
     max_bytes: int
     max_members: int
     archive: Path  # the configured archive, named in messages
-    written: int = 0
+    written: int = 0  # bytes really written so far, by this archive and the ones before it
     members: int = 0
+    declared: int = 0  # bytes the headers of the archive being read announce
 
     def _too_big(self, member: str) -> CorpusError:
         return CorpusError(
@@ -259,17 +305,21 @@ class _ArchiveBudget:
             "Raise data.archive_max_bytes if the archive is trusted, or use a smaller corpus."
         )
 
-    def add_member(self, name: str, size: int, declared: list[int]) -> None:
-        """Count one member from its header (before anything is written)."""
+    def add_member(self, name: str, size: int) -> None:
+        """Count one member from its header, before anything is written (call :meth:`begin` first)."""
         self.members += 1
         if self.members > self.max_members:
             raise CorpusError(
                 f"{self.archive}: holds more than {self.max_members:,} members. "
                 "Raise data.archive_max_members if the archive is trusted, or split the corpus."
             )
-        declared[0] += max(size, 0)
-        if self.written + declared[0] > self.max_bytes:
+        self.declared += max(size, 0)
+        if self.written + self.declared > self.max_bytes:
             raise self._too_big(name)
+
+    def begin(self) -> None:
+        """Start reading the headers of another (possibly nested) archive."""
+        self.declared = 0
 
     def copy(self, source: IO[bytes], target: Path, name: str) -> None:
         """Stream ``source`` into ``target``, counting the bytes really written (headers can lie)."""
@@ -299,14 +349,18 @@ def _member_target(archive: Path, dest: Path, name: str) -> Path | None:
 
 
 def _refuse_kind(archive: Path, name: str, kind: str) -> CorpusError:
-    return CorpusError(f"{archive}: member {excerpt(repr(name))} is a {kind}; only plain files and folders are accepted.")
+    return CorpusError(
+        f"{archive}: member {excerpt(repr(name))} is a {kind}; only plain files and folders are accepted."
+    )
 
 
-def _tar_members(archive: Path, tf: tarfile.TarFile, budget: _ArchiveBudget) -> Iterator[tuple[str, bool, Any]]:
-    declared = [0]
+def _tar_members(
+    archive: Path, tf: tarfile.TarFile, budget: _ArchiveBudget
+) -> Iterator[tuple[str, bool, Any]]:
+    budget.begin()
     members = []
     for m in tf:  # headers only: stops at the first member over a limit, before extracting anything
-        budget.add_member(m.name, m.size if m.isreg() else 0, declared)
+        budget.add_member(m.name, m.size if m.isreg() else 0)
         if m.issym() or m.islnk():
             raise _refuse_kind(archive, m.name, "link")
         if m.ischr() or m.isblk() or m.isfifo():
@@ -318,11 +372,13 @@ def _tar_members(archive: Path, tf: tarfile.TarFile, budget: _ArchiveBudget) -> 
         yield m.name, m.isdir(), (lambda m=m: tf.extractfile(m))
 
 
-def _zip_members(archive: Path, zf: zipfile.ZipFile, budget: _ArchiveBudget) -> Iterator[tuple[str, bool, Any]]:
-    declared = [0]
+def _zip_members(
+    archive: Path, zf: zipfile.ZipFile, budget: _ArchiveBudget
+) -> Iterator[tuple[str, bool, Any]]:
+    budget.begin()
     infos = zf.infolist()
     for info in infos:
-        budget.add_member(info.filename, info.file_size, declared)
+        budget.add_member(info.filename, info.file_size)
         mode = info.external_attr >> 16  # Unix mode bits, when the zip was made on Unix
         if stat.S_ISLNK(mode):
             raise _refuse_kind(archive, info.filename, "link")
@@ -336,8 +392,12 @@ def _safe_extract(archive: Path, dest: Path, budget: _ArchiveBudget) -> None:
     """Extract ``archive`` into ``dest``: plain files and folders only, inside ``dest``, within ``budget``."""
     try:
         is_zip = archive.name.lower().endswith(".zip")
-        with (zipfile.ZipFile(archive) if is_zip else tarfile.open(archive, "r:*")) as handle:
-            members = _zip_members(archive, handle, budget) if is_zip else _tar_members(archive, handle, budget)
+        with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive, "r:*") as handle:
+            members = (
+                _zip_members(archive, handle, budget)
+                if is_zip
+                else _tar_members(archive, handle, budget)
+            )
             for name, is_dir, opener in members:
                 target = _member_target(archive, dest, name)
                 if target is None:
@@ -367,12 +427,14 @@ def _scratch_folder(root: Path | None) -> Iterator[Path]:
     try:
         root.mkdir(parents=True, exist_ok=True)
         for old in root.glob(EXTRACT_PREFIX + "*"):
-            if is_stale(old, "-".join(old.name[len(EXTRACT_PREFIX):].split("-")[:2])):
+            if is_stale(old, "-".join(old.name[len(EXTRACT_PREFIX) :].split("-")[:2])):
                 remove_stale(old)
         folder = Path(tempfile.mkdtemp(prefix=f"{EXTRACT_PREFIX}{owner_tag()}-", dir=root))
     except OSError as exc:
-        raise CorpusError(f"{root}: cannot create a scratch folder to extract into ({exc.strerror or exc}). "
-                          "Make paths.results_dir writable.") from None
+        raise CorpusError(
+            f"{root}: cannot create a scratch folder to extract into ({exc.strerror or exc}). "
+            "Make paths.results_dir writable."
+        ) from None
     try:
         yield folder
     finally:
@@ -381,14 +443,16 @@ def _scratch_folder(root: Path | None) -> Iterator[Path]:
 
 @dataclass(frozen=True)
 class _Context:
-    scratch_dir: Path | None
-    budget: _ArchiveBudget | None = None
+    scratch_dir: Path | None  # where archives are extracted (None: the system temp folder)
+    budget: _ArchiveBudget
     nesting: int = 0
 
 
 def _load_archive(path: Path, ctx: _Context) -> pd.DataFrame:
     if ctx.nesting >= ARCHIVE_MAX_NESTING:
-        raise CorpusError(f"{path}: archives nested more than {ARCHIVE_MAX_NESTING} deep. Extract the inner archive first.")
+        raise CorpusError(
+            f"{path}: archives nested more than {ARCHIVE_MAX_NESTING} deep. Extract the inner archive first."
+        )
     with _scratch_folder(ctx.scratch_dir) as folder:
         _safe_extract(path, folder, ctx.budget)
         inner = folder
@@ -403,6 +467,7 @@ def _load_archive(path: Path, ctx: _Context) -> pd.DataFrame:
 
 # --- folders and files -------------------------------------------------------------------------------
 
+
 def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
     if path.is_file():
         if _is_archive(path):
@@ -414,7 +479,9 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
             f"a {'/'.join(sorted(TABLE_SUFFIXES))} file, or a {'/'.join(ARCHIVE_SUFFIXES)} archive."
         )
     if not path.is_dir():
-        raise CorpusError(f"{path}: does not exist (or is not a file or folder). Set paths.data_dir to your corpus.")
+        raise CorpusError(
+            f"{path}: does not exist (or is not a file or folder). Set paths.data_dir to your corpus."
+        )
     # Subject sub-folders win: a manifest.csv beside them describes them, it is not data.
     frame = _load_subject_folders(path)
     if not frame.empty:
@@ -437,6 +504,7 @@ def _has_table_files(folder: Path) -> bool:
 
 # --- duplicates -----------------------------------------------------------------------------------------
 
+
 def _drop_conflicts(frame: pd.DataFrame, where: Path) -> pd.DataFrame:
     """Drop texts found under more than one subject (from every subject), with a warning."""
     key = frame["text"].str.split().str.join(" ").str.lower()
@@ -451,10 +519,15 @@ def _drop_conflicts(frame: pd.DataFrame, where: Path) -> pd.DataFrame:
             for subject in sorted(group["subject"].unique())
         )
         lines.append(f"{excerpt(group['text'].iloc[0])!r} under {homes}")
-    more = [f"... and {len(lines) - MAX_CONFLICTS_SHOWN} more"] if len(lines) > MAX_CONFLICTS_SHOWN else []
+    more = (
+        [f"... and {len(lines) - MAX_CONFLICTS_SHOWN} more"]
+        if len(lines) > MAX_CONFLICTS_SHOWN
+        else []
+    )
     log.warning(
         "dropped %d text(s) found under more than one subject (kept under none; fix their subject):\n  %s",
-        len(lines), "\n  ".join(lines[:MAX_CONFLICTS_SHOWN] + more),
+        len(lines),
+        "\n  ".join(lines[:MAX_CONFLICTS_SHOWN] + more),
     )
     kept = frame.loc[~conflicted]
     emptied = sorted(set(frame["subject"]) - set(kept["subject"]))
@@ -473,11 +546,16 @@ def _drop_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     dup = key.duplicated(keep="first")
     if dup.any():
         examples = ", ".join(frame.loc[dup, "source"].astype(str).head(5))
-        log.warning("dropped %d duplicate chunk(s) whose text repeats an earlier one: %s", int(dup.sum()), examples)
+        log.warning(
+            "dropped %d duplicate chunk(s) whose text repeats an earlier one: %s",
+            int(dup.sum()),
+            examples,
+        )
     return frame.loc[~dup]
 
 
 # --- public API ---------------------------------------------------------------------------------------
+
 
 def load_corpus(
     path: str | Path,
@@ -513,34 +591,46 @@ def load_corpus(
         archive=path,
     )
     try:
-        frame = _load_path(path, _Context(None if scratch_dir is None else Path(scratch_dir), budget))
+        frame = _load_path(
+            path, _Context(None if scratch_dir is None else Path(scratch_dir), budget)
+        )
     except OSError as exc:
-        raise CorpusError(f"{path}: cannot be read ({exc.strerror or exc}: {exc.filename}). Check its permissions.") from None
+        raise CorpusError(
+            f"{path}: cannot be read ({exc.strerror or exc}: {exc.filename}). Check its permissions."
+        ) from None
     frame = frame.sort_values(["subject", "id"], kind="stable").reset_index(drop=True)
     available = sorted(frame["subject"].unique())
     if subjects is not None:
         unknown = sorted(set(subjects) - set(available))
         if unknown:
             shown = available if len(available) <= 30 else available[:30] + ["..."]
-            raise CorpusError(f"{path}: subject(s) {unknown} not in the data; it holds {shown}. Fix data.subjects.")
+            raise CorpusError(
+                f"{path}: subject(s) {unknown} not in the data; it holds {shown}. Fix data.subjects."
+            )
         frame = frame[frame["subject"].isin(subjects)]
     frame = _drop_duplicates(_drop_conflicts(frame, path))
     if frame["id"].duplicated().any():
         dup_ids = frame.loc[frame["id"].duplicated(), "id"].head(3).tolist()
-        raise CorpusError(f"{path}: ids repeat ({[excerpt(i) for i in dup_ids]}). Give every chunk a unique id.")
+        raise CorpusError(
+            f"{path}: ids repeat ({[excerpt(i) for i in dup_ids]}). Give every chunk a unique id."
+        )
     if max_per_subject is not None:
         rng = np.random.default_rng(seed)
         parts = []
         for _, group in frame.groupby("subject", sort=True):
             if len(group) > max_per_subject:
-                group = group.iloc[np.sort(rng.choice(len(group), size=max_per_subject, replace=False))]
+                group = group.iloc[
+                    np.sort(rng.choice(len(group), size=max_per_subject, replace=False))
+                ]
             parts.append(group)
         frame = pd.concat(parts)
     long = frame["text"].str.split().str.len() > LONG_CHUNK_WORDS
     if long.any():
         log.warning(
             "%d chunk(s) have more than %d words (%s); encoders read only their first tokens (see encoding.max_length)",
-            int(long.sum()), LONG_CHUNK_WORDS, ", ".join(frame.loc[long, "source"].astype(str).head(3)),
+            int(long.sum()),
+            LONG_CHUNK_WORDS,
+            ", ".join(frame.loc[long, "source"].astype(str).head(3)),
         )
     frame = frame.reset_index(drop=True)
     return Dataset.from_pandas(frame[["id", "text", "subject", "source"]], preserve_index=False)
@@ -553,10 +643,15 @@ def _fraction_range(counts: Counter) -> tuple[float, float]:
     return math.ceil(low * 100) / 100, math.floor(high * 100) / 100
 
 
-def _short_subject_error(subject: str, n: int, train: int, test: int, test_fraction: float, counts: Counter) -> CorpusError:
+def _short_subject_error(
+    subject: str, n: int, train: int, test: int, test_fraction: float, counts: Counter
+) -> CorpusError:
     low, high = _fraction_range(counts)
-    fix = (f"Set data.test_fraction between about {low} and {high}" if low <= high
-           else "No single data.test_fraction suits subjects this unequal in size: add chunks to the small subjects")
+    fix = (
+        f"Set data.test_fraction between about {low} and {high}"
+        if low <= high
+        else "No single data.test_fraction suits subjects this unequal in size: add chunks to the small subjects"
+    )
     return CorpusError(
         f"data.test_fraction = {test_fraction} leaves subject {subject!r} ({n} chunks) with {train} chunk(s) to train on "
         f"and {test} to test on; every subject needs at least {MIN_TRAIN_PER_SUBJECT} train and "
@@ -579,7 +674,9 @@ def split_corpus(ds: Dataset, *, test_fraction: float = 0.3, seed: int = 13) -> 
     from sklearn.model_selection import train_test_split
 
     if not 0 < test_fraction < 1:
-        raise CorpusError(f"data.test_fraction = {test_fraction} must be between 0 and 1 (exclusive), e.g. 0.3.")
+        raise CorpusError(
+            f"data.test_fraction = {test_fraction} must be between 0 and 1 (exclusive), e.g. 0.3."
+        )
     if not 0 <= seed < 2**32:
         raise CorpusError(f"data.seed = {seed} must be a whole number from 0 to {2**32 - 1}.")
     counts = Counter(ds["subject"])
@@ -590,19 +687,30 @@ def split_corpus(ds: Dataset, *, test_fraction: float = 0.3, seed: int = 13) -> 
             f"{MIN_PER_SUBJECT}. Add chunks or leave the subject out with data.subjects."
         )
     if len(counts) < 2:
-        raise CorpusError(f"the corpus has only one subject ({list(counts)}); the book compares subjects, so add at least one more.")
+        raise CorpusError(
+            f"the corpus has only one subject ({list(counts)}); the book compares subjects, so add at least one more."
+        )
     n_test = max(len(counts), int(round(test_fraction * len(ds))))
-    expected = {s: (n - round(n * n_test / len(ds)), round(n * n_test / len(ds))) for s, n in counts.items()}
-    if len(ds) - n_test < len(counts) * MIN_TRAIN_PER_SUBJECT:  # scikit-learn would fail or starve a subject
+    expected = {
+        s: (n - round(n * n_test / len(ds)), round(n * n_test / len(ds))) for s, n in counts.items()
+    }
+    # Too few train chunks overall: scikit-learn would fail, or starve a subject.
+    if len(ds) - n_test < len(counts) * MIN_TRAIN_PER_SUBJECT:
         subject = min(expected, key=lambda s: (expected[s][0], s))
-        raise _short_subject_error(subject, counts[subject], *expected[subject], test_fraction, counts)
+        raise _short_subject_error(
+            subject, counts[subject], *expected[subject], test_fraction, counts
+        )
     idx = np.arange(len(ds))
     labels = np.asarray(ds["subject"])
-    train_idx, test_idx = train_test_split(idx, test_size=n_test, stratify=labels, random_state=seed)
+    train_idx, test_idx = train_test_split(
+        idx, test_size=n_test, stratify=labels, random_state=seed
+    )
     train, test = Counter(labels[train_idx]), Counter(labels[test_idx])
     for subject in sorted(counts):
         if train[subject] < MIN_TRAIN_PER_SUBJECT or test[subject] < MIN_TEST_PER_SUBJECT:
-            raise _short_subject_error(subject, counts[subject], train[subject], test[subject], test_fraction, counts)
+            raise _short_subject_error(
+                subject, counts[subject], train[subject], test[subject], test_fraction, counts
+            )
     return DatasetDict(train=ds.select(np.sort(train_idx)), test=ds.select(np.sort(test_idx)))
 
 
@@ -613,7 +721,9 @@ def subject_summary(splits: DatasetDict) -> pd.DataFrame:
         for subject, text in zip(part["subject"], part["text"]):
             rows.append({"subject": subject, "split": split, "words": len(text.split())})
     frame = pd.DataFrame(rows)
-    table = frame.pivot_table(index="subject", columns="split", values="words", aggfunc="size", fill_value=0)
+    table = frame.pivot_table(
+        index="subject", columns="split", values="words", aggfunc="size", fill_value=0
+    )
     table["chunks"] = table.sum(axis=1)
     table["mean words"] = frame.groupby("subject")["words"].mean().round(1)
     return table[["chunks", "train", "test", "mean words"]].rename_axis(columns=None)

@@ -3,9 +3,9 @@
 No BERT checkpoint can be installed offline, so the book trains its own: BERT's
 architecture and objective (Devlin et al., 2019) at a size a laptop trains in minutes.
 
-* **Tokenizer.** ``pretraining.tokenizer: corpus`` trains a lower-cased WordPiece
-  vocabulary of ``vocab_size`` pieces on the training text (the ``tokenizers`` library);
-  ``bert-base-uncased`` reuses BERT's own 30,522-piece vocabulary (shipped with the
+* **Tokenizer.** ``pretraining.tokenizer: corpus`` keeps the ``vocab_size`` pieces of
+  BERT's WordPiece vocabulary that the training text uses most (:func:`corpus_tokenizer`);
+  ``bert-base-uncased`` reuses BERT's whole 30,522-piece vocabulary (both ship with the
   packaged all-MiniLM-L6-v2).
 * **Objective.** ``mask_probability`` of the non-special tokens are selected; 80% of
   those become ``[MASK]``, 10% a random token, 10% stay (:func:`mask_tokens`). Masks are
@@ -75,18 +75,35 @@ def training_texts(cfg: Config, train_texts: list[str]) -> list[str]:
     return texts
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """A lower-cased WordPiece tokenizer with ``vocab_size`` pieces learned from ``texts``.
+def corpus_tokenizer(texts: list[str], vocab_size: int):
+    """BERT's WordPiece tokenizer restricted to the ``vocab_size`` pieces ``texts`` use most.
 
-    >>> tok = train_tokenizer(["the cell divides", "the cell grows"] * 50, 60)
+    ``texts`` are tokenized with bert-base-uncased's vocabulary; the new vocabulary keeps
+    the special tokens, every single-character piece (so any word can still be spelled
+    out), and the most frequent other pieces (ties: BERT's order). Words whose piece was
+    dropped are split into smaller pieces by the same greedy longest-match rule. Unlike a
+    trained WordPiece vocabulary (whose trainer breaks ties differently from run to run),
+    the result is the same on every run.
+
+    >>> tok = corpus_tokenizer(["the cell divides", "the cell grows"] * 50, 300)
     >>> tok.convert_ids_to_tokens(tok("the cell")["input_ids"])
     ['[CLS]', 'the', 'cell', '[SEP]']
     """
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertTokenizerFast
+    from collections import Counter
 
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, show_progress=False)
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    bert = AutoTokenizer.from_pretrained(str(packaged_model_path(TOKENIZER_SOURCE)))
+    counts = Counter(i for ids in bert(list(texts), add_special_tokens=False)["input_ids"] for i in ids)
+    by_id = sorted(bert.get_vocab().items(), key=lambda item: item[1])
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [p for p, i in by_id if len(p.removeprefix("##")) == 1 and (counts[i] or p.isascii())]
+    others = [(p, i) for p, i in by_id if counts[i] and p not in specials and p not in chars]
+    room = max(vocab_size - len(specials) - len(chars), 0)
+    kept = sorted(sorted(others, key=lambda pi: (-counts[pi[1]], pi[1]))[:room], key=lambda pi: pi[1])
+    pieces = specials + chars + [p for p, _ in kept]
+    wordpiece = BertWordPieceTokenizer({piece: i for i, piece in enumerate(pieces)}, lowercase=True)
     with tempfile.TemporaryDirectory() as tmp:
         wordpiece.save(f"{tmp}/tokenizer.json")
         return BertTokenizerFast(tokenizer_file=f"{tmp}/tokenizer.json")
@@ -97,7 +114,7 @@ def book_tokenizer(cfg: Config, texts: list[str]):
     from transformers import AutoTokenizer
 
     if cfg.pretraining.tokenizer == "corpus":
-        return train_tokenizer(texts, cfg.pretraining.vocab_size)
+        return corpus_tokenizer(texts, cfg.pretraining.vocab_size)
     return AutoTokenizer.from_pretrained(str(packaged_model_path(TOKENIZER_SOURCE)))
 
 

@@ -39,7 +39,9 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "COMPLETE.json"
-STALE_AFTER = 6 * 3600  # seconds; no save or extraction takes this long, so an older leftover is dead
+STALE_AFTER = (
+    6 * 3600
+)  # seconds; no save or extraction takes this long, so an older leftover is dead
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _OWNER = re.compile(r"([0-9a-f]{8})-([0-9]{1,10})")
 
@@ -103,14 +105,16 @@ def remove_stale(path: Path) -> None:
     else:
         try:
             path.unlink(missing_ok=True)
-        except OSError as exc:  # e.g. another user's file in a shared temp folder: not ours to force
+        except (
+            OSError
+        ) as exc:  # e.g. another user's file in a shared temp folder: not ours to force
             log.warning("could not remove %s: %s", path, exc.strerror or exc)
 
 
 def _remove_stale_saves(path: Path) -> None:
     prefix = f".{path.name}."
     for tmp in path.parent.glob(glob.escape(prefix) + "*.tmp"):
-        if is_stale(tmp, tmp.name[len(prefix):].split(".")[0]):
+        if is_stale(tmp, tmp.name[len(prefix) :].split(".")[0]):
             remove_stale(tmp)
 
 
@@ -122,7 +126,9 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_saves(path)
     digest = _digest(arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, __sha256__=np.array(digest), **arrays)
@@ -144,10 +150,14 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise CorruptCacheError(f"{path}: unreadable cache file ({type(exc).__name__}: {exc})") from None
+        raise CorruptCacheError(
+            f"{path}: unreadable cache file ({type(exc).__name__}: {exc})"
+        ) from None
     stored = arrays.pop("__sha256__", None)
     if stored is None or str(stored) != _digest(arrays):
-        raise CorruptCacheError(f"{path}: checksum mismatch (the file was changed or partly written)")
+        raise CorruptCacheError(
+            f"{path}: checksum mismatch (the file was changed or partly written)"
+        )
     return arrays
 
 
@@ -197,7 +207,9 @@ def building_folder(final: Path, info: dict) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".tmp-{final.name}-"))
     try:
         yield tmp
-        (tmp / COMPLETE_MARKER).write_text(json.dumps({**info, "completed": time.time()}, indent=2, default=str))
+        (tmp / COMPLETE_MARKER).write_text(
+            json.dumps({**info, "completed": time.time()}, indent=2, default=str)
+        )
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

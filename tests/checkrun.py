@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python") if (REPO_ROOT / ".venv").is_dir() else sys.executable
+PYTHON = (
+    str(REPO_ROOT / ".venv" / "bin" / "python")
+    if (REPO_ROOT / ".venv").is_dir()
+    else sys.executable
+)
 
 _WRAPPER = """
 import resource, runpy, sys
@@ -50,9 +54,15 @@ def run_check(config: Path, *, memory_limit: int = 3 << 30, timeout: float = 120
     env.pop("ANISOTROPY_BOOK_CONFIG", None)
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         started = time.perf_counter()
-        proc = subprocess.run([PYTHON, "-c", _WRAPPER, rss.name, "check", "--config", str(config)],
-                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=limit)
+        proc = subprocess.run(
+            [PYTHON, "-c", _WRAPPER, rss.name, "check", "--config", str(config)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=limit,
+        )
         seconds = time.perf_counter() - started
         peak = rss.read().strip()
     return CheckRun(proc.returncode, proc.stdout, proc.stderr, int(peak) if peak else None, seconds)

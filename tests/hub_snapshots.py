@@ -236,7 +236,9 @@ def _random_weights(repo_id: str, staging: Path) -> Path:
     """A ``model.safetensors`` with random weights in the layout of ``repo_id``'s real checkpoint."""
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Writing model shards"
     seed = SEEDS[repo_id]
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

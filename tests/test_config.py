@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import DELETE, REPO_ROOT
+
 from helpers.cli import build_parser
 from helpers.config import CONFIG_ENV, DEFAULT_CONFIG, ConfigError, config_path, load_config
 
-
-VENV_PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python") if (REPO_ROOT / ".venv").is_dir() else sys.executable
+VENV_PYTHON = (
+    str(REPO_ROOT / ".venv" / "bin" / "python")
+    if (REPO_ROOT / ".venv").is_dir()
+    else sys.executable
+)
 
 
 def config_error(path: Path, **kwargs) -> str:
@@ -33,6 +36,7 @@ def assert_mentions(message: str, *fragments: str) -> None:
 
 # --- a valid config ---------------------------------------------------------------------
 
+
 def test_valid_config_loads(tmp_path, write_config):
     cfg = load_config(write_config(tmp_path))
     assert cfg.paths.data_dir == (tmp_path / "corpus").resolve()
@@ -43,8 +47,14 @@ def test_valid_config_loads(tmp_path, write_config):
 def test_relative_paths_resolve_against_config_folder_not_cwd(tmp_path, write_config, monkeypatch):
     (tmp_path / "conf").mkdir()
     write_config(tmp_path)  # builds tmp_path/corpus
-    path = write_config(tmp_path / "conf", paths={"data_dir": "../corpus", "results_dir": "out/results",
-                                                  "second_data_dir": "../second"})
+    path = write_config(
+        tmp_path / "conf",
+        paths={
+            "data_dir": "../corpus",
+            "results_dir": "out/results",
+            "second_data_dir": "../second",
+        },
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -72,6 +82,7 @@ def test_repository_config_loads():
 
 
 # --- choosing the config file ------------------------------------------------------------
+
 
 def test_config_path_explicit_beats_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "from-env.yaml"))
@@ -103,9 +114,15 @@ def test_cli_accepts_config_before_or_after_subcommand(argv):
 
 # --- bad inputs ----------------------------------------------------------------------------
 
+
 def test_malformed_yaml_names_line(tmp_path):
     path = tmp_path / "config.yaml"
-    lines = ["paths:", "  data_dir: corpus", " results_dir: results", "models: {}"]  # line 3 is mis-indented
+    lines = [
+        "paths:",
+        "  data_dir: corpus",
+        " results_dir: results",
+        "models: {}",
+    ]  # line 3 is mis-indented
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     message = config_error(path)
     assert_mentions(message, "malformed YAML", "line 3", "indentation")
@@ -121,7 +138,9 @@ def test_unknown_nested_key(tmp_path, write_config):
     assert_mentions(message, "unknown key 'paths.dat_dir'", "'corpus'", "check its spelling")
 
 
-@pytest.mark.parametrize("value, hint", [("abc", "valid number"), (1.5, "less than 1"), (0, "greater than 0")])
+@pytest.mark.parametrize(
+    "value, hint", [("abc", "valid number"), (1.5, "less than 1"), (0, "greater than 0")]
+)
 def test_wrong_type_or_range(tmp_path, write_config, value, hint):
     message = config_error(write_config(tmp_path, data={"test_fraction": value}))
     assert_mentions(message, "data.test_fraction", repr(value), "should be", hint)
@@ -162,17 +181,23 @@ def test_data_dir_that_does_not_exist(tmp_path, write_config):
 
 
 def test_data_dir_not_checked_without_check_data(tmp_path, write_config):
-    cfg = load_config(write_config(tmp_path, paths={"data_dir": "no-such-corpus"}), check_data=False)
+    cfg = load_config(
+        write_config(tmp_path, paths={"data_dir": "no-such-corpus"}), check_data=False
+    )
     assert not cfg.paths.data_dir.exists()
 
 
 def test_results_dir_not_creatable(tmp_path, write_config):
     (tmp_path / "a-file").write_text("not a folder")
     message = config_error(write_config(tmp_path, paths={"results_dir": "a-file/results"}))
-    assert_mentions(message, "paths.results_dir", "a-file", "cannot be created", "folder you can write to")
+    assert_mentions(
+        message, "paths.results_dir", "a-file", "cannot be created", "folder you can write to"
+    )
 
 
-@pytest.mark.parametrize("text, kind", [("- paths\n- models\n", "list"), ("just a string\n", "str"), ("", "NoneType")])
+@pytest.mark.parametrize(
+    "text, kind", [("- paths\n- models\n", "list"), ("just a string\n", "str"), ("", "NoneType")]
+)
 def test_top_level_not_a_mapping(tmp_path, text, kind):
     path = tmp_path / "config.yaml"
     path.write_text(text, encoding="utf-8")
@@ -181,7 +206,10 @@ def test_top_level_not_a_mapping(tmp_path, text, kind):
 
 
 def test_train_subjects_not_subset_of_subjects(tmp_path, write_config):
-    path = write_config(tmp_path, data={"subjects": ["physics", "history"], "train_subjects": ["physics", "biology"]})
+    path = write_config(
+        tmp_path,
+        data={"subjects": ["physics", "history"], "train_subjects": ["physics", "biology"]},
+    )
     message = config_error(path)
     assert_mentions(message, "data.train_subjects", "'biology'", "data.subjects", "add them")
 
@@ -216,7 +244,11 @@ def test_cli_check_with_bad_config_exits_2(tmp_path, write_config):
     env.pop(CONFIG_ENV, None)
     proc = subprocess.run(
         [VENV_PYTHON, "-m", "helpers", "check", "--config", str(path)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "error:" in proc.stderr
@@ -226,10 +258,16 @@ def test_cli_check_with_bad_config_exits_2(tmp_path, write_config):
 
 # --- hostile or odd YAML (issue 17) ------------------------------------------------------------
 
-BILLION_LAUGHS = "\n".join(
-    ["paths: {data_dir: corpus, results_dir: results}", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + [f"{b}: &{b} [{','.join(['*' + a] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
-) + "\n"
+BILLION_LAUGHS = (
+    "\n".join(
+        [
+            "paths: {data_dir: corpus, results_dir: results}",
+            'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+        ]
+        + [f"{b}: &{b} [{','.join(['*' + a] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+    )
+    + "\n"
+)
 
 
 def test_billion_laughs_is_refused_quickly_and_in_little_memory(tmp_path, write_config):
@@ -244,7 +282,9 @@ def test_billion_laughs_is_refused_quickly_and_in_little_memory(tmp_path, write_
     assert "Traceback" not in run.stderr
     assert len(run.stderr) < 2000, "the message must not print the expanded value"
     assert_mentions(run.stderr, "laughs.yaml", "alias")
-    assert run.peak_rss is not None and run.peak_rss < 1.5e9, run.peak_rss  # importing torch is ~0.6 GB
+    assert run.peak_rss is not None and run.peak_rss < 1.5e9, (
+        run.peak_rss
+    )  # importing torch is ~0.6 GB
 
 
 def test_billion_laughs_under_a_valid_key_is_refused(tmp_path, write_config):
@@ -259,20 +299,26 @@ def test_billion_laughs_under_a_valid_key_is_refused(tmp_path, write_config):
 def test_recursive_alias_is_refused(tmp_path, write_config):
     write_config(tmp_path)
     path = tmp_path / "loop.yaml"
-    path.write_text("paths: {data_dir: corpus}\nloop: &x [1, *x]\nmerge: &m {<<: *m}\n", encoding="utf-8")
+    path.write_text(
+        "paths: {data_dir: corpus}\nloop: &x [1, *x]\nmerge: &m {<<: *m}\n", encoding="utf-8"
+    )
     assert_mentions(config_error(path), "recursive", "alias")
 
 
 def test_deep_nesting_is_refused(tmp_path, write_config):
     write_config(tmp_path)
     path = tmp_path / "deep.yaml"
-    path.write_text("paths: {data_dir: corpus}\ndeep: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    path.write_text(
+        "paths: {data_dir: corpus}\ndeep: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8"
+    )
     assert_mentions(config_error(path), "nested", "deep")
 
 
 def test_long_values_are_quoted_as_a_short_excerpt(tmp_path, write_config):
     long = "x" * 100_000
-    message = config_error(write_config(tmp_path, paths={"data_dri": long}, encoding={"max_length": long}))
+    message = config_error(
+        write_config(tmp_path, paths={"data_dri": long}, encoding={"max_length": long})
+    )
     assert_mentions(message, "paths.data_dri", "encoding.max_length", "…")
     assert all(len(line) < 400 for line in message.splitlines()), message
 
@@ -280,14 +326,18 @@ def test_long_values_are_quoted_as_a_short_excerpt(tmp_path, write_config):
 def test_huge_binary_integer_does_not_crash_the_message(tmp_path, write_config):
     write_config(tmp_path)
     path = tmp_path / "big.yaml"
-    path.write_text("paths: {data_dir: corpus}\nnumber: 0b1" + "0" * 20_000 + "\n", encoding="utf-8")
+    path.write_text(
+        "paths: {data_dir: corpus}\nnumber: 0b1" + "0" * 20_000 + "\n", encoding="utf-8"
+    )
     assert_mentions(config_error(path), "unknown key 'number'", "int")
 
 
 def test_huge_decimal_integer_is_an_error_not_a_crash(tmp_path, write_config):
     write_config(tmp_path)
     path = tmp_path / "big.yaml"
-    path.write_text("paths: {data_dir: corpus}\ndata: {seed: 1" + "0" * 5000 + "}\n", encoding="utf-8")
+    path.write_text(
+        "paths: {data_dir: corpus}\ndata: {seed: 1" + "0" * 5000 + "}\n", encoding="utf-8"
+    )
     assert_mentions(config_error(path), "line 2")
 
 
@@ -301,11 +351,15 @@ def test_duplicated_key_is_refused(tmp_path, write_config):
 def test_python_tags_are_refused(tmp_path, write_config):
     write_config(tmp_path)
     path = tmp_path / "tag.yaml"
-    path.write_text("paths: {data_dir: corpus}\nx: !!python/object/apply:os.system ['echo hi']\n", encoding="utf-8")
+    path.write_text(
+        "paths: {data_dir: corpus}\nx: !!python/object/apply:os.system ['echo hi']\n",
+        encoding="utf-8",
+    )
     assert_mentions(config_error(path), "malformed YAML")
 
 
 # --- values that used to crash later --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("section", ["data", "pretraining", "finetuning"])
 @pytest.mark.parametrize("value", [-1, 1e20, 2**32, True])
@@ -319,28 +373,36 @@ def test_seed_limits_are_accepted(tmp_path, write_config, value):
     assert load_config(write_config(tmp_path, data={"seed": value})).data.seed == value
 
 
-@pytest.mark.parametrize("section, values, key", [
-    ("pretraining", {"hidden_size": 250, "num_heads": 4}, "pretraining.num_heads"),
-    ("pretraining", {"steps": 10, "warmup_steps": 11}, "pretraining.warmup_steps"),
-    ("pretraining", {"learning_rate": float("inf")}, "pretraining.learning_rate"),
-    ("pretraining", {"num_layers": 10**30}, "pretraining.num_layers"),
-    ("encoding", {"max_length": 1024}, "encoding.max_length"),
-    ("finetuning", {"max_length": 1024}, "finetuning.max_length"),
-    ("finetuning", {"batch_size": 1}, "finetuning.batch_size"),
-    ("data", {"train_subjects": ["physics"]}, "data.train_subjects"),
-    ("data", {"test_fraction": float("nan")}, "data.test_fraction"),
-])
+@pytest.mark.parametrize(
+    "section, values, key",
+    [
+        ("pretraining", {"hidden_size": 250, "num_heads": 4}, "pretraining.num_heads"),
+        ("pretraining", {"steps": 10, "warmup_steps": 11}, "pretraining.warmup_steps"),
+        ("pretraining", {"short_length": 256, "max_length": 128}, "pretraining.short_length"),
+        ("pretraining", {"learning_rate": float("inf")}, "pretraining.learning_rate"),
+        ("pretraining", {"num_layers": 10**30}, "pretraining.num_layers"),
+        ("encoding", {"max_length": 1024}, "encoding.max_length"),
+        ("finetuning", {"max_length": 1024}, "finetuning.max_length"),
+        ("finetuning", {"batch_size": 1}, "finetuning.batch_size"),
+        ("data", {"train_subjects": ["physics"]}, "data.train_subjects"),
+        ("data", {"test_fraction": float("nan")}, "data.test_fraction"),
+    ],
+)
 def test_dependent_and_hidden_ranges_name_the_key(tmp_path, write_config, section, values, key):
     assert_mentions(config_error(write_config(tmp_path, **{section: values})), key)
 
 
 def test_long_encoding_window_is_fine_for_a_hub_model(tmp_path, write_config):
-    models = {name: {"name": "BAAI/bge-m3", "pooling": "cls"} for name in ("baseline", "contrastive", "finetune_base")}
+    models = {
+        name: {"name": "BAAI/bge-m3", "pooling": "cls"}
+        for name in ("baseline", "contrastive", "finetune_base")
+    }
     cfg = load_config(write_config(tmp_path, models=models, encoding={"max_length": 4096}))
     assert cfg.encoding.max_length == 4096
 
 
 # --- defaults and many mistakes at once -------------------------------------------------------------
+
 
 def test_config_with_only_data_dir_uses_the_repository_defaults(tmp_path, write_config):
     write_config(tmp_path)
@@ -349,11 +411,22 @@ def test_config_with_only_data_dir_uses_the_repository_defaults(tmp_path, write_
     cfg = load_config(path)
     repo = load_config(REPO_ROOT / "config.yaml", check_data=False)
     assert cfg.paths.results_dir == (tmp_path / "results").resolve()
-    for section in ("data", "models", "encoding", "pretraining", "finetuning"):
-        assert getattr(cfg, section) == getattr(repo, section), section
+    differ = [
+        f"{section}.{key}: default {getattr(getattr(cfg, section), key)!r}, "
+        f"config.yaml {getattr(getattr(repo, section), key)!r}"
+        for section in ("data", "models", "encoding", "pretraining", "finetuning")
+        for key in type(getattr(cfg, section)).model_fields
+        if getattr(getattr(cfg, section), key) != getattr(getattr(repo, section), key)
+    ]
+    assert not differ, "defaults in helpers/config.py differ from config.yaml:\n" + "\n".join(
+        differ
+    )
 
 
-@pytest.mark.parametrize("text", ["paths: {data_dir: corpus}\ndata:\nmodels:\n", "paths: {data_dir: corpus}\nmodels: {}\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["paths: {data_dir: corpus}\ndata:\nmodels:\n", "paths: {data_dir: corpus}\nmodels: {}\n"],
+)
 def test_empty_sections_take_defaults(tmp_path, write_config, text):
     write_config(tmp_path)
     path = tmp_path / "empty-sections.yaml"
@@ -379,7 +452,14 @@ def test_several_mistakes_are_reported_at_once(tmp_path, write_config):
     )
     message = config_error(path)
     problems = message.splitlines()[1:]
-    keys = ["paths.data_dir", "data.test_fraction", "data.seed", "modles", "pretraining.num_heads", "finetuning.epochs"]
+    keys = [
+        "paths.data_dir",
+        "data.test_fraction",
+        "data.seed",
+        "modles",
+        "pretraining.num_heads",
+        "finetuning.epochs",
+    ]
     assert len(problems) == len(keys), message
     for key in keys:
         line = next((p for p in problems if f"'{key}'" in p), None)

@@ -43,11 +43,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from checkrun import run_check
 from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 
 import helpers.corpus as corpus_module
-from checkrun import run_check
 from helpers.cli import main
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
@@ -60,8 +60,12 @@ def fuzz_settings(default_examples: int):
     decorated = settings(
         max_examples=EXAMPLES or default_examples,
         deadline=None,  # time is asserted per example below, with a generous bound
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
-                               HealthCheck.filter_too_much],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+            HealthCheck.filter_too_much,
+        ],
         print_blob=True,
     )
     if "FUZZ_SEED" in os.environ:
@@ -81,7 +85,9 @@ class Scratch:
         self.root, self.n = root, 0
 
     def new(self) -> Path:
-        shutil.rmtree(self.root / f"ex{self.n:05d}", ignore_errors=True)  # long runs would fill the disk
+        shutil.rmtree(
+            self.root / f"ex{self.n:05d}", ignore_errors=True
+        )  # long runs would fill the disk
         self.n += 1
         folder = self.root / f"ex{self.n:05d}"
         folder.mkdir()
@@ -94,6 +100,7 @@ def scratch(workdir):
 
 
 # --- running check -------------------------------------------------------------------------------------
+
 
 def _vm_size() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -128,10 +135,16 @@ def assert_check_behaves(config: Path) -> int:
     assert "Traceback" not in stderr, stderr[-3000:]
     assert elapsed < SECONDS_PER_EXAMPLE, f"check took {elapsed:.1f} s"
     if code == 2:
-        assert stderr.startswith("error: ") and sum(line.startswith("error: ") for line in stderr.splitlines()) == 1, \
-            stderr[-3000:]
-    assert len(stderr) < 20_000 and all(len(line) < 1500 for line in stderr.splitlines()), stderr[:3000]
-    event(f"exit {code}" + (f": {_kind(stderr)}" if code else ""))  # shown by --hypothesis-show-statistics
+        assert (
+            stderr.startswith("error: ")
+            and sum(line.startswith("error: ") for line in stderr.splitlines()) == 1
+        ), stderr[-3000:]
+    assert len(stderr) < 20_000 and all(len(line) < 1500 for line in stderr.splitlines()), stderr[
+        :3000
+    ]
+    event(
+        f"exit {code}" + (f": {_kind(stderr)}" if code else "")
+    )  # shown by --hypothesis-show-statistics
     return code
 
 
@@ -144,7 +157,9 @@ def _kind(stderr: str) -> str:
 # --- configs ---------------------------------------------------------------------------------------------
 
 SMALL_CORPUS = {
-    subject: [f"{subject} chunk {i}: " + " ".join(words.split()[i:] + words.split()[:i]) for i in range(6)]
+    subject: [
+        f"{subject} chunk {i}: " + " ".join(words.split()[i:] + words.split()[:i]) for i in range(6)
+    ]
     for subject, words in {
         "physics": "force mass energy momentum velocity field charge wave",
         "biology": "cell membrane protein enzyme gene allele mitosis tissue",
@@ -163,29 +178,88 @@ def write_small_corpus(folder: Path) -> Path:
 
 huge_ints = st.sampled_from([2**31, 2**32, 2**63, 2**64 + 1, -(2**63) - 1, 10**30, 10**300])
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**6), 10**6), huge_ints,
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
-    st.sampled_from(["", " ", "NA", "null", "~", "yes", "1e20", "0x10", "1_000", "12:30", "2024-02-30", "a" * 5000]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    huge_ints,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "NA",
+            "null",
+            "~",
+            "yes",
+            "1e20",
+            "0x10",
+            "1_000",
+            "12:30",
+            "2024-02-30",
+            "a" * 5000,
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                      max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 GOOD = {
-    "data": {"subjects": [None, ["physics", "biology"], ["physics"], ["geology", "physics"]],
-             "train_subjects": [None, ["physics", "biology"], ["history"]],
-             "max_per_subject": [None, 2, 4, 5, 100], "second_max_per_subject": [None, 4, 200],
-             "test_fraction": [0.01, 0.3, 0.5, 0.9, 0.99], "seed": [0, 13, 2**32 - 1],
-             "archive_max_bytes": [1, 1000, 2_000_000_000], "archive_max_members": [1, 3, 200_000]},
-    "encoding": {"batch_size": [1, 32], "max_length": [8, 256, 512, 513], "normalize": [True, False]},
-    "pretraining": {"hidden_size": [16, 250, 256], "num_layers": [1, 4], "num_heads": [1, 3, 4], "intermediate_size": [16, 1024],
-                    "max_length": [16, 512], "batch_size": [2, 8], "steps": [1, 200], "learning_rate": [1e-9, 5e-4],
-                    "warmup_steps": [0, 20, 500], "mask_probability": [0.01, 0.15], "track_every": [1, 20], "seed": [0, 13]},
-    "finetuning": {"losses": [["batch_all_triplet"], ["multiple_negatives", "batch_all_triplet"], []], "epochs": [1, 2],
-                   "batch_size": [4, 32], "learning_rate": [5e-5], "max_length": [8, 96, 600], "triplet_margin": [0.3, 2],
-                   "eval_steps": [1, 3], "seed": [0, 13]},
+    "data": {
+        "subjects": [None, ["physics", "biology"], ["physics"], ["geology", "physics"]],
+        "train_subjects": [None, ["physics", "biology"], ["history"]],
+        "max_per_subject": [None, 2, 4, 5, 100],
+        "second_max_per_subject": [None, 4, 200],
+        "test_fraction": [0.01, 0.3, 0.5, 0.9, 0.99],
+        "seed": [0, 13, 2**32 - 1],
+        "archive_max_bytes": [1, 1000, 2_000_000_000],
+        "archive_max_members": [1, 3, 200_000],
+    },
+    "encoding": {
+        "batch_size": [1, 32],
+        "max_length": [8, 256, 512, 513],
+        "normalize": [True, False],
+    },
+    "pretraining": {
+        "hidden_size": [16, 250, 256],
+        "num_layers": [1, 4],
+        "num_heads": [1, 3, 4],
+        "intermediate_size": [16, 1024],
+        "max_length": [16, 512],
+        "batch_size": [2, 8],
+        "steps": [1, 200],
+        "learning_rate": [1e-9, 5e-4],
+        "warmup_steps": [0, 20, 500],
+        "mask_probability": [0.01, 0.15],
+        "track_every": [1, 20],
+        "seed": [0, 13],
+    },
+    "finetuning": {
+        "losses": [["batch_all_triplet"], ["multiple_negatives", "batch_all_triplet"], []],
+        "epochs": [1, 2],
+        "batch_size": [4, 32],
+        "learning_rate": [5e-5],
+        "max_length": [8, 96, 600],
+        "triplet_margin": [0.3, 2],
+        "eval_steps": [1, 3],
+        "seed": [0, 13],
+    },
 }
-MODEL_CHOICES = [None, {}, {"baseline": {"pooling": "cls"}}, {"contrastive": {"pooling": "max"}}, {"finetune_base": "x"},
-                 {"contrastive": {"name": "packaged:all-MiniLM-L6-v2", "pooling": "cls"}}, 7, [1, 2]]
+MODEL_CHOICES = [
+    None,
+    {},
+    {"baseline": {"pooling": "cls"}},
+    {"contrastive": {"pooling": "max"}},
+    {"finetune_base": "x"},
+    {"contrastive": {"name": "packaged:all-MiniLM-L6-v2", "pooling": "cls"}},
+    7,
+    [1, 2],
+]
 
 
 @st.composite
@@ -193,17 +267,34 @@ def structured_configs(draw, base: Path) -> dict:
     """A config dict: each section absent, good, or with random (wrong) values and unknown keys."""
     corpus = str(base / "corpus")
     valid = {"data_dir": corpus, "results_dir": str(base / "results")}
-    paths = draw(st.sampled_from([
-        valid, valid, valid, valid,
-        {"data_dir": corpus},
-        {"data_dir": corpus, "results_dir": str(base / "results"), "second_data_dir": corpus},
-        {"data_dir": corpus, "results_dir": str(base / "results"), "second_data_dir": str(base / "missing")},
-        {"data_dir": str(base / "missing"), "results_dir": str(base / "results")},
-        {"data_dir": "", "results_dir": str(base / "results")},
-        {"results_dir": str(base / "results")},
-        {"data_dir": corpus, "dat_dir": corpus},
-        None, 5, [corpus],
-    ]))
+    paths = draw(
+        st.sampled_from(
+            [
+                valid,
+                valid,
+                valid,
+                valid,
+                {"data_dir": corpus},
+                {
+                    "data_dir": corpus,
+                    "results_dir": str(base / "results"),
+                    "second_data_dir": corpus,
+                },
+                {
+                    "data_dir": corpus,
+                    "results_dir": str(base / "results"),
+                    "second_data_dir": str(base / "missing"),
+                },
+                {"data_dir": str(base / "missing"), "results_dir": str(base / "results")},
+                {"data_dir": "", "results_dir": str(base / "results")},
+                {"results_dir": str(base / "results")},
+                {"data_dir": corpus, "dat_dir": corpus},
+                None,
+                5,
+                [corpus],
+            ]
+        )
+    )
     config = {} if paths is None else {"paths": paths}
     for section, keys in GOOD.items():
         mode = draw(st.sampled_from(["absent", "absent", "good", "good", "good", "random", "null"]))
@@ -213,7 +304,11 @@ def structured_configs(draw, base: Path) -> dict:
             body = {}
             for key, choices in keys.items():
                 if draw(st.booleans()):
-                    body[key] = draw(st.sampled_from(choices) if mode == "good" else st.one_of(st.sampled_from(choices), values))
+                    body[key] = draw(
+                        st.sampled_from(choices)
+                        if mode == "good"
+                        else st.one_of(st.sampled_from(choices), values)
+                    )
             if mode == "random" and draw(st.booleans()):
                 body[draw(st.text(min_size=1, max_size=10))] = draw(values)
             config[section] = body
@@ -222,7 +317,9 @@ def structured_configs(draw, base: Path) -> dict:
     if (models := draw(st.sampled_from(MODEL_CHOICES))) is not None:
         config["models"] = models
     if "pretraining" in config and isinstance(config["pretraining"], dict) and draw(st.booleans()):
-        config["pretraining"]["extra_text_dir"] = draw(st.sampled_from([None, corpus, str(base / "missing"), ""]))
+        config["pretraining"]["extra_text_dir"] = draw(
+            st.sampled_from([None, corpus, str(base / "missing"), ""])
+        )
     return config
 
 
@@ -236,20 +333,49 @@ def laughs(levels: int, width: int, key: str) -> str:
 def raw_yaml(draw, base: Path) -> bytes:
     """YAML text that stresses the reader: aliases, recursion, nesting, duplicates, tags, junk."""
     head = f"paths: {{data_dir: {json.dumps(str(base / 'corpus'))}, results_dir: {json.dumps(str(base / 'results'))}}}\n"
-    kind = draw(st.sampled_from(["laughs", "recursive", "merge", "nesting", "duplicate", "tags", "numbers", "text", "bytes"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "laughs",
+                "recursive",
+                "merge",
+                "nesting",
+                "duplicate",
+                "tags",
+                "numbers",
+                "text",
+                "bytes",
+            ]
+        )
+    )
     if kind == "laughs":
         key = draw(st.sampled_from(["unknown", "data", "models", "paths_extra"]))
         body = laughs(draw(st.integers(1, 12)), draw(st.integers(1, 12)), key)
         if key == "data":
             body = body.replace("\ndata: *", "\ndata:\n  subjects: *")
     elif kind == "recursive":
-        body = draw(st.sampled_from(["x: &x [1, *x]\n", "x: &x {a: *x}\n", "data: &d {subjects: *d}\n",
-                                     "x: &x [[[*x]]]\n", "x: &x {<<: *x}\n"]))
+        body = draw(
+            st.sampled_from(
+                [
+                    "x: &x [1, *x]\n",
+                    "x: &x {a: *x}\n",
+                    "data: &d {subjects: *d}\n",
+                    "x: &x [[[*x]]]\n",
+                    "x: &x {<<: *x}\n",
+                ]
+            )
+        )
     elif kind == "merge":
-        body = draw(st.sampled_from([
-            "base: &b {seed: 1, test_fraction: 0.3}\ndata:\n  <<: *b\n  seed: 2\n",
-            "data:\n  <<: [*nope]\n", "data: {<<: 5}\n", "a: &a {x: 1}\nb: &b {<<: *a, y: *a}\ndata: {<<: [*a, *b]}\n",
-        ]))
+        body = draw(
+            st.sampled_from(
+                [
+                    "base: &b {seed: 1, test_fraction: 0.3}\ndata:\n  <<: *b\n  seed: 2\n",
+                    "data:\n  <<: [*nope]\n",
+                    "data: {<<: 5}\n",
+                    "a: &a {x: 1}\nb: &b {<<: *a, y: *a}\ndata: {<<: [*a, *b]}\n",
+                ]
+            )
+        )
     elif kind == "nesting":
         n = draw(st.integers(1, 3000))
         style = draw(st.sampled_from(["flow-list", "flow-map", "block"]))
@@ -259,24 +385,58 @@ def raw_yaml(draw, base: Path) -> bytes:
             body = "deep: " + "{a: " * n + "1" + "}" * n + "\n"
         else:
             n = min(n, 200)
-            body = "deep:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(n)) + "  " * (n + 1) + "v\n"
+            body = (
+                "deep:\n"
+                + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(n))
+                + "  " * (n + 1)
+                + "v\n"
+            )
     elif kind == "duplicate":
-        body = draw(st.sampled_from(["data:\n  seed: 1\n  seed: 2\n", "data: {}\ndata: {}\n", "paths: {}\n",
-                                     "data: {seed: 1, seed: 1}\n", "? [a, b]\n: 1\n", "? {a: 1}\n: 2\n"]))
+        body = draw(
+            st.sampled_from(
+                [
+                    "data:\n  seed: 1\n  seed: 2\n",
+                    "data: {}\ndata: {}\n",
+                    "paths: {}\n",
+                    "data: {seed: 1, seed: 1}\n",
+                    "? [a, b]\n: 1\n",
+                    "? {a: 1}\n: 2\n",
+                ]
+            )
+        )
     elif kind == "tags":
-        body = draw(st.sampled_from([
-            "x: !!python/object/apply:os.system ['echo hacked']\n", "x: !!python/name:os.system\n",
-            "data: {seed: !!binary aGVsbG8=}\n", "data: {seed: !!timestamp 2024-02-30}\n", "data: {subjects: !!set {a, b}}\n",
-            "data: {test_fraction: !!float nan}\n", "data: {subjects: !!omap [{a: 1}]}\n", "x: !custom 1\n",
-            "data: {seed: !!int 0x_}\n", "x: !!str\n", "%YAML 1.2\n---\nx: 1\n", "---\nx: 1\n---\ny: 2\n",
-        ]))
+        body = draw(
+            st.sampled_from(
+                [
+                    "x: !!python/object/apply:os.system ['echo hacked']\n",
+                    "x: !!python/name:os.system\n",
+                    "data: {seed: !!binary aGVsbG8=}\n",
+                    "data: {seed: !!timestamp 2024-02-30}\n",
+                    "data: {subjects: !!set {a, b}}\n",
+                    "data: {test_fraction: !!float nan}\n",
+                    "data: {subjects: !!omap [{a: 1}]}\n",
+                    "x: !custom 1\n",
+                    "data: {seed: !!int 0x_}\n",
+                    "x: !!str\n",
+                    "%YAML 1.2\n---\nx: 1\n",
+                    "---\nx: 1\n---\ny: 2\n",
+                ]
+            )
+        )
     elif kind == "numbers":
         digits = draw(st.integers(1, 20_000))
-        body = draw(st.sampled_from([
-            f"data: {{seed: 1{'0' * digits}}}\n", f"x: 0b1{'0' * digits}\n", f"data: {{test_fraction: 0.{'3' * digits}}}\n",
-            f"data: {{seed: 1e{digits}}}\n", f"encoding: {{batch_size: 0x{'f' * min(digits, 5000)}}}\n",
-            f"data: {{seed: {'1:' * min(digits, 500)}0}}\n",
-        ]))
+        body = draw(
+            st.sampled_from(
+                [
+                    f"data: {{seed: 1{'0' * digits}}}\n",
+                    f"x: 0b1{'0' * digits}\n",
+                    f"data: {{test_fraction: 0.{'3' * digits}}}\n",
+                    f"data: {{seed: 1e{digits}}}\n",
+                    f"encoding: {{batch_size: 0x{'f' * min(digits, 5000)}}}\n",
+                    f"data: {{seed: {'1:' * min(digits, 500)}0}}\n",
+                ]
+            )
+        )
     elif kind == "text":
         body = draw(st.text(max_size=300))
     else:
@@ -292,7 +452,9 @@ def test_check_survives_structured_configs(scratch, data):
     write_small_corpus(base / "corpus")
     config = data.draw(structured_configs(base))
     path = base / "config.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=data.draw(st.booleans())), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(config, allow_unicode=data.draw(st.booleans())), encoding="utf-8"
+    )
     assert_check_behaves(path)
 
 
@@ -308,32 +470,88 @@ def test_check_survives_raw_yaml(scratch, data):
 
 # --- corpora ------------------------------------------------------------------------------------------------
 
-WORDS = ["force", "cell", "empire", "atom", "NA", "null", "None", "nan", "", " ", "\t", "é", "日本", "\u2028", "a,b", '"q"',
-         "\n", "\r\n", "#", "\\", "'"]
+WORDS = [
+    "force",
+    "cell",
+    "empire",
+    "atom",
+    "NA",
+    "null",
+    "None",
+    "nan",
+    "",
+    " ",
+    "\t",
+    "é",
+    "日本",
+    "\u2028",
+    "a,b",
+    '"q"',
+    "\n",
+    "\r\n",
+    "#",
+    "\\",
+    "'",
+]
 texts = st.one_of(st.lists(st.sampled_from(WORDS), max_size=10).map(" ".join), st.text(max_size=30))
-subject_names = st.one_of(st.sampled_from(["physics", "biology", "history", "NA", "None", "null", "", " ", ".hidden",
-                                           "_private", "日本", "a b", "-", "1990"]),
-                          st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="/\0"),
-                                  min_size=1, max_size=12))
+subject_names = st.one_of(
+    st.sampled_from(
+        [
+            "physics",
+            "biology",
+            "history",
+            "NA",
+            "None",
+            "null",
+            "",
+            " ",
+            ".hidden",
+            "_private",
+            "日本",
+            "a b",
+            "-",
+            "1990",
+        ]
+    ),
+    st.text(
+        alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="/\0"),
+        min_size=1,
+        max_size=12,
+    ),
+)
 file_bytes = st.one_of(
     texts.map(lambda t: t.encode("utf-8")),
     texts.map(lambda t: t.encode("utf-16")),
     texts.map(lambda t: t.encode("latin-1", "replace")),
     st.binary(max_size=64),
 )
-cells = st.one_of(st.none(), texts, subject_names, st.integers(-(2**70), 2**70), st.floats(), st.booleans(),
-                  st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-                  st.binary(max_size=8))
+cells = st.one_of(
+    st.none(),
+    texts,
+    subject_names,
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+    st.binary(max_size=8),
+)
 COLUMNS = ["text", "subject", "id", "Text", "extra", ""]
 
 
 @st.composite
 def subject_list(draw) -> list[str]:
-    names = draw(st.lists(subject_names, min_size=2, max_size=4, unique_by=lambda n: _safe_name(n).strip().lower()))
+    names = draw(
+        st.lists(
+            subject_names, min_size=2, max_size=4, unique_by=lambda n: _safe_name(n).strip().lower()
+        )
+    )
     return names[:1] if draw(st.integers(0, 9)) == 9 else names  # now and then a single subject
 
 
-ODD_COUNT = st.sampled_from([0, 0, 0, 1, 1, 2, 3])  # most corpora are valid, so that check goes all the way
+ODD_COUNT = st.sampled_from(
+    [0, 0, 0, 1, 1, 2, 3]
+)  # most corpora are valid, so that check goes all the way
 
 
 @st.composite
@@ -342,10 +560,17 @@ def records(draw) -> list[dict]:
     rows = []
     for s, subject in enumerate(draw(subject_list())):
         for i in range(draw(st.integers(4, 8))):
-            rows.append({"id": f"{s}-{i}", "text": f"chunk {s} {i} {draw(texts)}", "subject": subject})
+            rows.append(
+                {"id": f"{s}-{i}", "text": f"chunk {s} {i} {draw(texts)}", "subject": subject}
+            )
     for _ in range(draw(ODD_COUNT)):
         if draw(st.booleans()):
-            rows.append({draw(st.sampled_from(COLUMNS)): draw(cells) for _ in range(draw(st.integers(0, 4)))})
+            rows.append(
+                {
+                    draw(st.sampled_from(COLUMNS)): draw(cells)
+                    for _ in range(draw(st.integers(0, 4)))
+                }
+            )
         else:
             rows[draw(st.integers(0, len(rows) - 1))][draw(st.sampled_from(COLUMNS))] = draw(cells)
     return rows
@@ -370,12 +595,21 @@ def write_table(path: Path, rows: list[dict], style: int) -> None:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     elif suffix == ".json":
         plain = [{k: _plain(v) for k, v in r.items()} for r in rows]
-        shapes = [plain, {"text": [r.get("text") for r in plain], "subject": [r.get("subject") for r in plain]}, {"x": 1}, 5]
+        shapes = [
+            plain,
+            {"text": [r.get("text") for r in plain], "subject": [r.get("subject") for r in plain]},
+            {"x": 1},
+            5,
+        ]
         path.write_text(json.dumps(shapes[style]), encoding="utf-8")
     elif suffix == ".csv":
         frame = pd.DataFrame([{k: _plain(v) for k, v in r.items()} for r in rows])
         text = frame.to_csv(index=False)
-        text = {1: '"unterminated,quote\n' + text, 2: text.replace(",", ";"), 3: "\ufeff" + text + "a,b,c,d,e,f,g\n"}.get(style, text)
+        text = {
+            1: '"unterminated,quote\n' + text,
+            2: text.replace(",", ";"),
+            3: "\ufeff" + text + "a,b,c,d,e,f,g\n",
+        }.get(style, text)
         path.write_bytes(text.encode("utf-8", "surrogatepass"))
     else:
         frame = pd.DataFrame(rows)
@@ -390,7 +624,15 @@ def _safe_name(name: str) -> str:
     return "_" if name in ("", ".", "..") else name
 
 
-FILE_NAMES = ["{i}.txt", "{i}.md", "{i}.TXT", ".{i}.txt", "{i}.rst", "sub/{i}.txt", "caf\udce9{i}.txt"]  # last: not UTF-8
+FILE_NAMES = [
+    "{i}.txt",
+    "{i}.md",
+    "{i}.TXT",
+    ".{i}.txt",
+    "{i}.rst",
+    "sub/{i}.txt",
+    "caf\udce9{i}.txt",
+]  # last: not UTF-8
 
 
 @st.composite
@@ -404,29 +646,71 @@ def corpus_trees(draw, root: Path) -> Path:
             folders.append(root / _safe_name(subject))
             folders[-1].mkdir(exist_ok=True)
             for i in range(draw(st.integers(4, 8))):
-                (folders[-1] / f"{i}.txt").write_bytes(f"{subject} chunk {i} {draw(texts)}".encode())
+                (folders[-1] / f"{i}.txt").write_bytes(
+                    f"{subject} chunk {i} {draw(texts)}".encode()
+                )
         for _ in range(draw(ODD_COUNT)):
             folder = draw(st.sampled_from(folders))
             name = folder / draw(st.sampled_from(FILE_NAMES)).format(i=draw(st.integers(0, 9)))
             name.parent.mkdir(exist_ok=True)
             other = draw(st.sampled_from(sorted(f for f in root.rglob("*.txt") if f.is_file())))
-            name.write_bytes(draw(st.one_of(file_bytes, st.just(other.read_bytes()))))  # junk, or a copy
+            name.write_bytes(
+                draw(st.one_of(file_bytes, st.just(other.read_bytes())))
+            )  # junk, or a copy
     if kind in ("table", "tables", "mixed"):
         for n in range(1 if kind == "table" else draw(st.integers(1, 3))):
             suffix = draw(st.sampled_from([".jsonl", ".json", ".csv", ".parquet"]))
-            write_table(root / f"t{n}{suffix}", draw(records()), draw(st.sampled_from([0, 0, 0, 0, 1, 2, 3])))
+            write_table(
+                root / f"t{n}{suffix}",
+                draw(records()),
+                draw(st.sampled_from([0, 0, 0, 0, 1, 2, 3])),
+            )
     return root
 
 
-ODD_TAR = ["symlink", "hardlink", "fifo", "chr", "absolute", "parent", "dot", "clash", "long", "nonutf8", "dup", "big"]
-ODD_ZIP = ["symlink", "fifo", "absolute", "parent", "backslash", "drive", "dot", "clash", "long", "encrypted", "dup", "big"]
+ODD_TAR = [
+    "symlink",
+    "hardlink",
+    "fifo",
+    "chr",
+    "absolute",
+    "parent",
+    "dot",
+    "clash",
+    "long",
+    "nonutf8",
+    "dup",
+    "big",
+]
+ODD_ZIP = [
+    "symlink",
+    "fifo",
+    "absolute",
+    "parent",
+    "backslash",
+    "drive",
+    "dot",
+    "clash",
+    "long",
+    "encrypted",
+    "dup",
+    "big",
+]
 
 
 def _tar_odd(tf: tarfile.TarFile, odd: str) -> None:
-    info = tarfile.TarInfo({"absolute": "/tmp/evil.txt", "parent": "chunks/../../evil.txt", "dot": "./chunks/./x.txt",
-                            "clash": "chunks/physics/0.txt/inner.txt", "long": "chunks/" + "x" * 300 + ".txt",
-                            "nonutf8": "chunks/physics/caf\udce9.txt", "dup": "chunks/physics/0.txt",
-                            "big": "chunks/physics/big.txt"}.get(odd, "chunks/physics/odd.txt"))
+    info = tarfile.TarInfo(
+        {
+            "absolute": "/tmp/evil.txt",
+            "parent": "chunks/../../evil.txt",
+            "dot": "./chunks/./x.txt",
+            "clash": "chunks/physics/0.txt/inner.txt",
+            "long": "chunks/" + "x" * 300 + ".txt",
+            "nonutf8": "chunks/physics/caf\udce9.txt",
+            "dup": "chunks/physics/0.txt",
+            "big": "chunks/physics/big.txt",
+        }.get(odd, "chunks/physics/odd.txt")
+    )
     data = b"odd member"
     if odd == "big":
         data = b"word " * 50_000
@@ -444,10 +728,17 @@ def _tar_odd(tf: tarfile.TarFile, odd: str) -> None:
 
 
 def _zip_odd(zf: zipfile.ZipFile, odd: str) -> None:
-    name = {"absolute": "/tmp/evil.txt", "parent": "chunks/../../evil.txt", "backslash": "chunks\\..\\..\\evil.txt",
-            "drive": "C:/evil.txt", "dot": "./chunks/./x.txt", "clash": "chunks/physics/0.txt/inner.txt",
-            "long": "chunks/" + "x" * 300 + ".txt", "dup": "chunks/physics/0.txt", "big": "chunks/physics/big.txt"}.get(
-        odd, "chunks/physics/odd.txt")
+    name = {
+        "absolute": "/tmp/evil.txt",
+        "parent": "chunks/../../evil.txt",
+        "backslash": "chunks\\..\\..\\evil.txt",
+        "drive": "C:/evil.txt",
+        "dot": "./chunks/./x.txt",
+        "clash": "chunks/physics/0.txt/inner.txt",
+        "long": "chunks/" + "x" * 300 + ".txt",
+        "dup": "chunks/physics/0.txt",
+        "big": "chunks/physics/big.txt",
+    }.get(odd, "chunks/physics/odd.txt")
     info = zipfile.ZipInfo(name)
     if odd == "symlink":
         info.external_attr = 0o120777 << 16
@@ -465,11 +756,21 @@ def archives(draw, base: Path) -> Path:
     kind = draw(st.sampled_from(["tar", "tar.gz", "tar.bz2", "tar.xz", "tgz", "zip"]))
     path = base / "data" / f"corpus.{kind}"
     path.parent.mkdir()
-    odd = draw(st.lists(st.sampled_from(ODD_ZIP if kind == "zip" else ODD_TAR), max_size=draw(ODD_COUNT)))
+    odd = draw(
+        st.lists(st.sampled_from(ODD_ZIP if kind == "zip" else ODD_TAR), max_size=draw(ODD_COUNT))
+    )
     if kind == "zip":
-        with zipfile.ZipFile(path, "w", compression=draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))) as zf:
-            for f in sorted(tree.rglob("*")):  # a name that is not UTF-8 is stored as raw bytes (read back as cp437)
-                name = ("chunks/" + f.relative_to(tree).as_posix()).encode("utf-8", "surrogateescape").decode("cp437")
+        with zipfile.ZipFile(
+            path, "w", compression=draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+        ) as zf:
+            for f in sorted(
+                tree.rglob("*")
+            ):  # a name that is not UTF-8 is stored as raw bytes (read back as cp437)
+                name = (
+                    ("chunks/" + f.relative_to(tree).as_posix())
+                    .encode("utf-8", "surrogateescape")
+                    .decode("cp437")
+                )
                 zf.write(f, name)
             for o in odd:
                 with warnings.catch_warnings():  # duplicate names are the point
@@ -480,7 +781,9 @@ def archives(draw, base: Path) -> Path:
         with tarfile.open(path, mode) as tf:
             tf.add(tree, arcname="chunks")
             for o in odd:
-                with contextlib.suppress(UnicodeEncodeError):  # a format that cannot store a non-UTF-8 name
+                with contextlib.suppress(
+                    UnicodeEncodeError
+                ):  # a format that cannot store a non-UTF-8 name
                     _tar_odd(tf, o)
     # Hypothesis favours small draws (0, False): the benign choice is the small one.
     if draw(st.integers(0, 5)) == 5:  # nested: an archive in a folder in an archive
@@ -504,12 +807,21 @@ def corpus_config(base: Path, data_dir: Path, data) -> Path:
         "test_fraction": data.draw(st.sampled_from([0.3, 0.3, 0.3, 0.01, 0.5, 0.9])),
         "max_per_subject": data.draw(st.sampled_from([None, 4, 6])),
         "seed": data.draw(st.integers(0, 2**32 - 1)),
-        "archive_max_bytes": data.draw(st.sampled_from([100, 10_000, 2_000_000_000, 2_000_000_000])),
+        "archive_max_bytes": data.draw(
+            st.sampled_from([100, 10_000, 2_000_000_000, 2_000_000_000])
+        ),
         "archive_max_members": data.draw(st.sampled_from([2, 10, 200_000, 200_000])),
     }
     path = base / "config.yaml"
-    path.write_text(yaml.safe_dump({"paths": {"data_dir": str(data_dir), "results_dir": str(base / "results")},
-                                    "data": settings_}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"data_dir": str(data_dir), "results_dir": str(base / "results")},
+                "data": settings_,
+            }
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -542,6 +854,7 @@ def test_check_survives_odd_archives(scratch, data):
 
 # --- a few real processes ----------------------------------------------------------------------------------------
 
+
 def _zip_bomb(path: Path) -> Path:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for subject in ("physics", "history"):
@@ -551,11 +864,25 @@ def _zip_bomb(path: Path) -> Path:
     return path
 
 
-WIRED = hasattr(corpus_module, "corpus_splits")  # check passes data.archive_* and results_dir to load_corpus
+WIRED = hasattr(
+    corpus_module, "corpus_splits"
+)  # check passes data.archive_* and results_dir to load_corpus
 
 
-@pytest.mark.parametrize("case", ["deep", pytest.param("bomb", marks=pytest.mark.skipif(
-    not WIRED, reason="helpers.corpus.corpus_splits does not yet pass data.archive_max_bytes to load_corpus")), "ok"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "deep",
+        pytest.param(
+            "bomb",
+            marks=pytest.mark.skipif(
+                not WIRED,
+                reason="helpers.corpus.corpus_splits does not yet pass data.archive_max_bytes to load_corpus",
+            ),
+        ),
+        "ok",
+    ],
+)
 def test_real_check_process_stays_small(tmp_path, case):
     config = tmp_path / "config.yaml"
     corpus = write_small_corpus(tmp_path / "corpus")
@@ -565,8 +892,11 @@ def test_real_check_process_stays_small(tmp_path, case):
     elif case == "bomb":
         bomb = _zip_bomb(tmp_path / "bomb.zip")
         assert bomb.stat().st_size < 1_000_000
-        config.write_text(head.replace(json.dumps(str(corpus)), json.dumps(str(bomb)))
-                          + "data: {archive_max_bytes: 100000000, train_subjects: null}\n", encoding="utf-8")
+        config.write_text(
+            head.replace(json.dumps(str(corpus)), json.dumps(str(bomb)))
+            + "data: {archive_max_bytes: 100000000, train_subjects: null}\n",
+            encoding="utf-8",
+        )
     else:
         config.write_text(head + "data: {train_subjects: null}\n", encoding="utf-8")
     run = run_check(config, timeout=120)

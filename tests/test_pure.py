@@ -19,7 +19,7 @@ from helpers.analysis import SplitEmbeddings, per_subject_separation
 from helpers.corpus import restrict_subjects
 from helpers.finetuning import pair_dataset, triplet_dataset
 from helpers.intervals import bootstrap_mean, paired_difference
-from helpers.pretraining import UnigramReference, cut_blocks, mask_tokens, train_tokenizer
+from helpers.pretraining import UnigramReference, corpus_tokenizer, cut_blocks, mask_tokens
 from helpers.training import TrainingLog, build_once
 
 
@@ -88,7 +88,7 @@ def test_unigram_reference_predicts_the_most_frequent_token():
 
 
 def test_trained_tokenizer_learns_frequent_words():
-    tok = train_tokenizer(["mitochondria divide", "mitochondria grow"] * 40, vocab_size=80)
+    tok = corpus_tokenizer(["mitochondria divide", "mitochondria grow"] * 40, vocab_size=400)
     pieces = tok.convert_ids_to_tokens(tok("mitochondria")["input_ids"])
     assert pieces == ["[CLS]", "mitochondria", "[SEP]"]
 
@@ -247,3 +247,15 @@ def test_chart_html_cannot_close_its_script_tag():
     payload = script.split("</script>", 1)[0]
     assert json.loads(payload.replace("<\\/", "</"))["data"]["values"][0]["label"].startswith(
         "</script>")
+
+
+def test_helpers_warnings_reach_the_page(tmp_path, write_config, capsys, monkeypatch):
+    """book.start() must not silence the helpers' own warnings: they print as cell output."""
+    import logging
+
+    from helpers import book
+
+    monkeypatch.setenv("ANISOTROPY_BOOK_CONFIG", str(write_config(tmp_path)))
+    book.start()
+    logging.getLogger("helpers.embeddings").warning("3 of 9 texts were truncated")
+    assert "3 of 9 texts were truncated" in capsys.readouterr().out

@@ -122,6 +122,7 @@ def test_settings_key_is_stable_and_sensitive():
 
 # --- model folders ---------------------------------------------------------------------------------
 
+
 def leftovers(parent, name):
     return sorted(p.name for p in parent.glob(f".tmp-{name}-*"))
 
@@ -263,8 +264,12 @@ def test_temporary_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
     import sys
 
     path = tmp_path / "cache" / "x.npz"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
-                            cwd=os.path.dirname(os.path.dirname(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     try:
         assert proc.stdout.readline().strip() == "writing"
     finally:

@@ -30,8 +30,14 @@ def build(repo: Path) -> tuple[float, float, str]:
     t = time.perf_counter()
     # The copy's own config (and so its own empty results folder), not the installed checkout's.
     env = {**os.environ, "ANISOTROPY_BOOK_CONFIG": str(repo / "config.yaml")}
-    proc = subprocess.Popen([str(JB), "build", str(repo), "-W", "--keep-going", "-n"], cwd=repo, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(JB), "build", str(repo), "-W", "--keep-going", "-n"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     peak = 0
     lines: list[str] = []
     import threading
@@ -48,7 +54,9 @@ def build(repo: Path) -> tuple[float, float, str]:
         time.sleep(0.2)
     reader.join()
     if not (repo / "results" / "models").is_dir():
-        sys.exit("the build did not use the copy's results folder; the measurement would not be cold")
+        sys.exit(
+            "the build did not use the copy's results folder; the measurement would not be cold"
+        )
     seconds = time.perf_counter() - t
     log = "".join(lines)
     if proc.returncode != 0:
@@ -59,12 +67,22 @@ def build(repo: Path) -> tuple[float, float, str]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "book"
-        shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", "_build", "results", ".git", "notebooks", "scripts"))
+        shutil.copytree(
+            ROOT,
+            repo,
+            ignore=shutil.ignore_patterns(
+                ".venv", "_build", "results", ".git", "notebooks", "scripts"
+            ),
+        )
         cold, cold_peak, log = build(repo)
         warm, warm_peak, _ = build(repo)
-    chapters = {Path(m.group(1)).stem: float(m.group(2))
-                for m in re.finditer(r"(\S+\.md): Executed notebook in ([\d.]+) seconds", log)}
-    print(f"cold build {cold:.0f} s (peak RSS {cold_peak:.0f} MB), warm rebuild {warm:.1f} s (peak RSS {warm_peak:.0f} MB)")
+    chapters = {
+        Path(m.group(1)).stem: float(m.group(2))
+        for m in re.finditer(r"(\S+\.md): Executed notebook in ([\d.]+) seconds", log)
+    }
+    print(
+        f"cold build {cold:.0f} s (peak RSS {cold_peak:.0f} MB), warm rebuild {warm:.1f} s (peak RSS {warm_peak:.0f} MB)"
+    )
     for name, seconds in sorted(chapters.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<36} {seconds:7.1f} s")
     if chapters:

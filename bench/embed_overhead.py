@@ -37,7 +37,9 @@ def measure(texts: list[str], repeats: int) -> float:
         embed(enc, texts, cache_dir=None, batch_size=cfg.encoding.batch_size)
         ours.append(len(texts) / (time.perf_counter() - t))
     d, o = statistics.median(direct), statistics.median(ours)
-    print(f"  {len(texts)} texts: direct {d:.1f} texts/s, helpers {o:.1f} texts/s, ratio {o / d:.3f}")
+    print(
+        f"  {len(texts)} texts: direct {d:.1f} texts/s, helpers {o:.1f} texts/s, ratio {o / d:.3f}"
+    )
     return o / d
 
 

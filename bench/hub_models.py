@@ -49,7 +49,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 JB = Path(sys.executable).parent / "jupyter-book"
 NETGUARD = ROOT / "tests" / "netguard"
-sys.path.insert(0, str(ROOT / "tests"))  # hub_snapshots (imports torch/transformers only when called)
+sys.path.insert(
+    0, str(ROOT / "tests")
+)  # hub_snapshots (imports torch/transformers only when called)
 
 from hub_snapshots import BERT_ID, BGE_ID, HIDDEN, make_hub_cache  # noqa: E402
 
@@ -63,7 +65,9 @@ HUB_MODELS = {
 def write_config(path: Path, data_dir: Path, results_dir: Path) -> Path:
     """The repository's config.yaml with the three hub roles, absolute paths and no second corpus."""
     raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    raw["paths"].update({"data_dir": str(data_dir), "results_dir": str(results_dir), "second_data_dir": None})
+    raw["paths"].update(
+        {"data_dir": str(data_dir), "results_dir": str(results_dir), "second_data_dir": None}
+    )
     raw["models"] = HUB_MODELS
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
@@ -71,8 +75,16 @@ def write_config(path: Path, data_dir: Path, results_dir: Path) -> Path:
 
 def copy_repository(dest: Path) -> int:
     """Copy the working tree's tracked and untracked-but-not-ignored files into ``dest``."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     n = 0
     for rel in filter(None, listed):
         source = ROOT / rel
@@ -87,6 +99,8 @@ def copy_repository(dest: Path) -> int:
 
 def encode_throughput(config: Path) -> tuple[float, int]:
     """Chunks per second of the ``contrastive`` role (bge-base, CLS) over the corpus, cache off."""
+    import torch
+
     from helpers.config import load_config
     from helpers.corpus import corpus_splits
     from helpers.embeddings import embed
@@ -99,38 +113,61 @@ def encode_throughput(config: Path) -> tuple[float, int]:
     assert (encoder.name, encoder.pooling) == (BGE_ID, "cls"), encoder
     batch = cfg.encoding.batch_size
     embed(encoder, texts[:batch], batch_size=batch)  # warm-up: weights, tokenizer, threads
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     vectors = embed(encoder, texts, cache_dir=None, batch_size=batch)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     assert vectors.shape == (len(texts), HIDDEN), vectors.shape
-    print(f"encoded {len(texts)} chunks with {BGE_ID} (cls, max_length {cfg.encoding.max_length}, "
-          f"batch {batch}) in {seconds:.1f} s on {os.cpu_count()} CPU(s)")
+    # CPU seconds (all threads) tell how much of the wall time this process had the CPUs:
+    # on a busy machine the throughput is lower than on an idle one.
+    print(
+        f"encoded {len(texts)} chunks with {BGE_ID} (cls, max_length {cfg.encoding.max_length}, "
+        f"batch {batch}) in {seconds:.1f} s wall, {cpu_seconds:.1f} s CPU, {os.cpu_count()} CPU(s), "
+        f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
+    )
     return len(texts) / seconds, len(texts)
 
 
 def build_book(repo: Path, env: dict) -> tuple[float, float, int, str]:
     """Strict build of ``repo``; (seconds, peak RSS of the largest child process in MB, exit code, log)."""
     started = time.perf_counter()
-    proc = subprocess.run([str(JB), "build", str(repo), "-W", "--keep-going", "-n"], cwd=repo, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        [str(JB), "build", str(repo), "-W", "--keep-going", "-n"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kilobytes on Linux
     return seconds, peak_mb, proc.returncode, proc.stdout
 
 
 def claims_summary(config: Path, env: dict) -> str:
-    proc = subprocess.run([sys.executable, "-m", "helpers", "--config", str(config), "claims"],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "--config", str(config), "claims"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     lines = proc.stdout.splitlines()
-    counts = {word: sum(line.startswith(word) for line in lines) for word in ("holds", "FAILS", "n/a")}
+    counts = {
+        word: sum(line.startswith(word) for line in lines) for word in ("holds", "FAILS", "n/a")
+    }
     return ", ".join(f"{n} {word}" for word, n in counts.items())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--no-book", action="store_true", help="only the encoding throughput")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (cache, results, build)")
-    parser.add_argument("--workdir", help="parent of the work folder (default: the system temp folder)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work folder (cache, results, build)"
+    )
+    parser.add_argument(
+        "--workdir", help="parent of the work folder (default: the system temp folder)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="hub-bench-", dir=args.workdir))
@@ -138,12 +175,19 @@ def main() -> None:
     hf_home, repo = work / "hf_home", work / "book"
     # Before anything imports huggingface_hub, which reads these once.
     os.environ.update({"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"})
-    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "SENTENCE_TRANSFORMERS_HOME"):
+    for key in (
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "TRANSFORMERS_CACHE",
+        "SENTENCE_TRANSFORMERS_HOME",
+    ):
         os.environ.pop(key, None)
     try:
         started = time.perf_counter()
         make_hub_cache(hf_home)
-        print(f"fake hub snapshots (random weights) in {hf_home}: {time.perf_counter() - started:.0f} s")
+        print(
+            f"fake hub snapshots (random weights) in {hf_home}: {time.perf_counter() - started:.0f} s"
+        )
         n_files = copy_repository(repo)
         config = write_config(work / "hub-config.yaml", repo / "data" / "chunks", work / "results")
         print(f"repository copy: {n_files} files in {repo}; config {config}")
@@ -158,15 +202,21 @@ def main() -> None:
             **os.environ,
             "ANISOTROPY_BOOK_CONFIG": str(config),
             # The copy's helpers, not the editable install's; and no network.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), str(NETGUARD), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(repo), str(NETGUARD), os.environ.get("PYTHONPATH")])
+            ),
         }
         seconds, peak_mb, code, log = build_book(repo, env)
         if code != 0:
             keep = True  # for the log and the notebooks' outputs
             print(log[-6000:])
-            sys.exit(f"the book build with the hub models failed (exit {code}); log above, folder {work}")
+            sys.exit(
+                f"the book build with the hub models failed (exit {code}); log above, folder {work}"
+            )
         if not (work / "results" / "models").is_dir():
-            sys.exit("the build did not use the benchmark's results folder; the measurement is not cold")
+            sys.exit(
+                "the build did not use the benchmark's results folder; the measurement is not cold"
+            )
         print(f"claims (random weights, verdicts meaningless): {claims_summary(config, env)}")
         print(f"RESULT hub_book_build_seconds {seconds:.1f}")
         print(f"RESULT hub_peak_rss_mb {peak_mb:.0f}")

@@ -47,12 +47,21 @@ def main() -> None:
         folder = pretrained_model(cfg, splits, progress=True)
         wall = time.perf_counter() - t
         s = TrainingLog.load(folder).summary
-        print(f"pre-training: {s['steps']} steps in {s['seconds']:.0f} s (wall {wall:.0f} s with "
-              f"tokenizer, data and geometry checkpoints); {s['train_tokens']:,} training tokens")
-        for key in ("heldout_mlm_loss", "unigram_heldout_loss", "masked_accuracy",
-                    "unigram_masked_accuracy", "tokens_per_second"):
+        print(
+            f"pre-training: {s['steps']} steps in {s['seconds']:.0f} s (wall {wall:.0f} s with "
+            f"tokenizer, data and geometry checkpoints); {s['train_tokens']:,} training tokens"
+        )
+        for key in (
+            "heldout_mlm_loss",
+            "unigram_heldout_loss",
+            "masked_accuracy",
+            "unigram_masked_accuracy",
+            "tokens_per_second",
+        ):
             print(f"RESULT pretrain_{key} {s[key]:.4f}")
-        print(f"RESULT pretrain_nats_below_unigram {s['unigram_heldout_loss'] - s['heldout_mlm_loss']:.4f}")
+        print(
+            f"RESULT pretrain_nats_below_unigram {s['unigram_heldout_loss'] - s['heldout_mlm_loss']:.4f}"
+        )
         print(f"RESULT pretrain_wall_seconds {wall:.1f}")
         if args.no_finetune:
             return
@@ -62,7 +71,9 @@ def main() -> None:
             wall = time.perf_counter() - t
             log = TrainingLog.load(ft)
             steps = log.summary["steps"]
-            print(f"fine-tuning ({loss}): {steps} steps, trainer {log.seconds:.0f} s, wall {wall:.0f} s")
+            print(
+                f"fine-tuning ({loss}): {steps} steps, trainer {log.seconds:.0f} s, wall {wall:.0f} s"
+            )
             print(f"RESULT finetune_{loss}_wall_seconds {wall:.1f}")
 
 

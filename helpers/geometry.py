@@ -253,7 +253,9 @@ def _classify(model, X_train, y_train, X_test, y_test) -> Classification:
 
 def knn_classification(X_train, y_train, X_test, y_test, k: int = 5) -> Classification:
     """k-nearest-neighbour subject prediction (cosine distance), fit on train, scored on test."""
-    return _classify(KNeighborsClassifier(n_neighbors=k, metric="cosine"), X_train, y_train, X_test, y_test)
+    return _classify(
+        KNeighborsClassifier(n_neighbors=k, metric="cosine"), X_train, y_train, X_test, y_test
+    )
 
 
 def probe_classification(X_train, y_train, X_test, y_test, C: float = 1.0) -> Classification:

@@ -62,8 +62,15 @@ def _encoder(cfg: Config, spec: ModelSpec, path: Path | None = None, **kw) -> En
     )
 
 
-def model_path(cfg: Config, role: str, splits, *, loss: str | None = None,
-               progress: bool = False, settings=None) -> Path:
+def model_path(
+    cfg: Config,
+    role: str,
+    splits,
+    *,
+    loss: str | None = None,
+    progress: bool = False,
+    settings=None,
+) -> Path:
     """The folder of a role's model, training it first when the book trains it.
 
     ``loss`` and ``settings`` (a :class:`helpers.config.Finetuning`) select another

@@ -27,7 +27,9 @@ def execute_chapters(config: Path, chapters: list[Path] | None = None, timeout: 
             print(f"executing {path.name} ...", flush=True)
             notebook = jupytext.read(path)
             client = NotebookClient(
-                notebook, timeout=timeout, kernel_name="python3",
+                notebook,
+                timeout=timeout,
+                kernel_name="python3",
                 resources={"metadata": {"path": str(path.parent)}},
             )
             client.execute()

@@ -60,6 +60,7 @@ from .training import TrainingLog, build_once
 TOKENIZER_SOURCE = "all-MiniLM-L6-v2"  # its tokenizer is bert-base-uncased's
 INITIAL = "initial"  # sub-folder holding the untrained model (step 0)
 HELDOUT_SEED = 12345  # the one fixed masking of the held-out blocks
+RECIPE = 2  # bump when the training code changes what a setting produces
 HELDOUT_MASK = 0.15  # BERT's rate, whatever rate training uses
 
 
@@ -95,13 +96,17 @@ def corpus_tokenizer(texts: list[str], vocab_size: int):
     from transformers import AutoTokenizer, BertTokenizerFast
 
     bert = AutoTokenizer.from_pretrained(str(packaged_model_path(TOKENIZER_SOURCE)))
-    counts = Counter(i for ids in bert(list(texts), add_special_tokens=False)["input_ids"] for i in ids)
+    counts = Counter(
+        i for ids in bert(list(texts), add_special_tokens=False)["input_ids"] for i in ids
+    )
     by_id = sorted(bert.get_vocab().items(), key=lambda item: item[1])
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = [p for p, i in by_id if len(p.removeprefix("##")) == 1 and (counts[i] or p.isascii())]
     others = [(p, i) for p, i in by_id if counts[i] and p not in specials and p not in chars]
     room = max(vocab_size - len(specials) - len(chars), 0)
-    kept = sorted(sorted(others, key=lambda pi: (-counts[pi[1]], pi[1]))[:room], key=lambda pi: pi[1])
+    kept = sorted(
+        sorted(others, key=lambda pi: (-counts[pi[1]], pi[1]))[:room], key=lambda pi: pi[1]
+    )
     pieces = specials + chars + [p for p, _ in kept]
     wordpiece = BertWordPieceTokenizer({piece: i for i, piece in enumerate(pieces)}, lowercase=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -206,8 +211,9 @@ class HeldOutMLM:
 
 
 @torch.inference_mode()
-def pooled_vectors(bert, tokenizer, texts: list[str], max_length: int, pooling: str = "mean",
-                   batch_size: int = 64) -> np.ndarray:
+def pooled_vectors(
+    bert, tokenizer, texts: list[str], max_length: int, pooling: str = "mean", batch_size: int = 64
+) -> np.ndarray:
     """Last-layer sentence vectors of ``texts``: the mean over real tokens, or ``[CLS]``'s."""
     out = []
     for i in range(0, len(texts), batch_size):
@@ -249,7 +255,9 @@ def geometry_checkpoint(bert, tokenizer, splits, max_length: int) -> dict:
 def use_bf16(precision: str) -> bool:
     """bf16 autocast when asked, or with ``auto`` on CPUs with native bf16 instructions."""
     if precision == "auto":
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
     return precision == "bf16"
 
 
@@ -259,6 +267,7 @@ def pretraining_inputs(cfg: Config, splits) -> dict:
         "train_texts": texts_hash(training_texts(cfg, splits["train"]["text"])),
         "heldout_texts": texts_hash(list(splits["test"]["text"])),
         "tokenizer_source": TOKENIZER_SOURCE,
+        "recipe": RECIPE,
         "settings": cfg.pretraining.model_dump(mode="json", exclude={"extra_text_dir"}),
         "bf16": use_bf16(cfg.pretraining.precision),
     }
@@ -336,8 +345,14 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
             loss, acc = heldout.score(model)
             geometry = geometry_checkpoint(model.bert, tokenizer, splits, p.max_length)
         model.train()
-        return {"step": step, "train_loss": train_loss, "heldout_mlm_loss": loss,
-                "masked_accuracy": acc, **ref, **geometry}
+        return {
+            "step": step,
+            "train_loss": train_loss,
+            "heldout_mlm_loss": loss,
+            "masked_accuracy": acc,
+            **ref,
+            **geometry,
+        }
 
     records = [checkpoint(0, None)]
     recent: list[float] = []

@@ -80,7 +80,9 @@ class AllButTheTop(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         X = np.asarray(X, dtype=np.float64)
         self.mean_ = X.mean(axis=0)
-        self.directions_ = PCA(n_components=self.n_remove, svd_solver="full").fit(X - self.mean_).components_
+        self.directions_ = (
+            PCA(n_components=self.n_remove, svd_solver="full").fit(X - self.mean_).components_
+        )
         return self
 
     def transform(self, X):
@@ -96,7 +98,9 @@ _FACTORIES = {
 }
 
 
-def fit_transform(transform, X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fit_transform(
+    transform, X_train: np.ndarray, X_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``transform`` on ``X_train``; return both splits transformed.
 
     ``transform`` is a name of :data:`helpers.names.TRANSFORMS` or an unfitted
@@ -104,7 +108,9 @@ def fit_transform(transform, X_train: np.ndarray, X_test: np.ndarray) -> tuple[n
     """
     if isinstance(transform, str):
         if transform not in _FACTORIES:
-            raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}")
+            raise ValueError(
+                f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}"
+            )
         if _FACTORIES[transform] is None:
             return np.asarray(X_train), np.asarray(X_test)
         transform = _FACTORIES[transform]()

@@ -136,16 +136,29 @@ BGE_TOKENIZER_CONFIG = {
     "unk_token": "[UNK]",
 }
 BGE_SPECIAL_TOKENS = {
-    "cls_token": "[CLS]", "mask_token": "[MASK]", "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+    "pad_token": "[PAD]",
+    "sep_token": "[SEP]",
+    "unk_token": "[UNK]",
 }
 BGE_MODULES = [
     {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
     {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    {
+        "idx": 2,
+        "name": "2",
+        "path": "2_Normalize",
+        "type": "sentence_transformers.models.Normalize",
+    },
 ]
 BGE_SENTENCE_BERT_CONFIG = {"max_seq_length": 512, "do_lower_case": True}
 BGE_CONFIG_SENTENCE_TRANSFORMERS = {
-    "__version__": {"sentence_transformers": "2.2.2", "transformers": "4.28.1", "pytorch": "1.13.0+cu117"}
+    "__version__": {
+        "sentence_transformers": "2.2.2",
+        "transformers": "4.28.1",
+        "pytorch": "1.13.0+cu117",
+    }
 }
 BGE_POOLING = {
     "word_embedding_dimension": 768,
@@ -157,8 +170,16 @@ BGE_POOLING = {
 
 # Files the real repositories hold that the book's allow_patterns skip (listed, never written).
 NOT_DOWNLOADED = {
-    BERT_ID: [".gitattributes", "LICENSE", "README.md", "flax_model.msgpack", "model.onnx",
-              "pytorch_model.bin", "rust_model.ot", "tf_model.h5"],
+    BERT_ID: [
+        ".gitattributes",
+        "LICENSE",
+        "README.md",
+        "flax_model.msgpack",
+        "model.onnx",
+        "pytorch_model.bin",
+        "rust_model.ot",
+        "tf_model.h5",
+    ],
     BGE_ID: [".gitattributes", "README.md", "onnx/model.onnx", "pytorch_model.bin"],
 }
 
@@ -187,23 +208,32 @@ def _tokenizer_files(folder: Path) -> dict[str, bytes]:
 
 # --- random weights in the real layout -------------------------------------------------------------------
 
+
 def _randomise_norms(model, generator) -> None:
     import torch
 
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.LayerNorm):
-                module.weight.copy_(1.0 + 0.1 * torch.randn(module.weight.shape, generator=generator))
+                module.weight.copy_(
+                    1.0 + 0.1 * torch.randn(module.weight.shape, generator=generator)
+                )
                 module.bias.copy_(0.02 * torch.randn(module.bias.shape, generator=generator))
 
 
 def _save_pretrained(model, folder: Path) -> Path:
     """``save_pretrained`` as safetensors (transformers 4 takes ``safe_serialization``; 5 only writes them)."""
-    kwargs = {"safe_serialization": True} if "safe_serialization" in inspect.signature(model.save_pretrained).parameters else {}
+    kwargs = (
+        {"safe_serialization": True}
+        if "safe_serialization" in inspect.signature(model.save_pretrained).parameters
+        else {}
+    )
     model.save_pretrained(str(folder), **kwargs)
     weights = folder / "model.safetensors"
     if not weights.is_file():
-        raise RuntimeError(f"save_pretrained wrote no model.safetensors into {folder}: {sorted(os.listdir(folder))}")
+        raise RuntimeError(
+            f"save_pretrained wrote no model.safetensors into {folder}: {sorted(os.listdir(folder))}"
+        )
     return weights
 
 
@@ -221,7 +251,9 @@ def _legacy_bert_names(weights: Path, generator) -> None:
     renamed = {}
     for name, tensor in tensors.items():
         if ".LayerNorm." in name:
-            name = name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+            name = name.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+                "LayerNorm.bias", "LayerNorm.beta"
+            )
         renamed[name] = tensor.contiguous()
     # BertForPreTraining's extra tensors: the pooler (BertForMaskedLM has none) and the NSP head.
     renamed["bert.pooler.dense.weight"] = 0.02 * torch.randn((HIDDEN, HIDDEN), generator=generator)
@@ -243,7 +275,13 @@ def _random_weights(repo_id: str, staging: Path) -> Path:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     real = BERT_CONFIG if repo_id == BERT_ID else BGE_CONFIG
-    config = BertConfig(**{k: v for k, v in real.items() if k not in ("architectures", "transformers_version", "_name_or_path")})
+    config = BertConfig(
+        **{
+            k: v
+            for k, v in real.items()
+            if k not in ("architectures", "transformers_version", "_name_or_path")
+        }
+    )
     model = (BertForMaskedLM if repo_id == BERT_ID else BertModel)(config).float().eval()
     _randomise_norms(model, generator)
     weights = _save_pretrained(model, staging)
@@ -254,6 +292,7 @@ def _random_weights(repo_id: str, staging: Path) -> Path:
 
 
 # --- the cache layout --------------------------------------------------------------------------------------
+
 
 def _git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -301,8 +340,15 @@ def write_snapshot(hub_dir: Path, repo_id: str, files: dict[str, bytes], weights
     sha, size = _sha256(weights), weights.stat().st_size
     shutil.move(str(weights), storage / "blobs" / sha)
     _link(storage, commit, "model.safetensors", sha)
-    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n".encode()
-    listing["model.safetensors"] = {"size": size, "blob_id": _git_blob_id(pointer), "lfs_sha256": sha, "lfs_size": size}
+    pointer = (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n".encode()
+    )
+    listing["model.safetensors"] = {
+        "size": size,
+        "blob_id": _git_blob_id(pointer),
+        "lfs_sha256": sha,
+        "lfs_size": size,
+    }
     for rel in NOT_DOWNLOADED[repo_id]:
         placeholder = f"{repo_id}/{rel}".encode()
         listing[rel] = {"size": 0, "blob_id": _git_blob_id(placeholder)}
@@ -369,10 +415,24 @@ def saved_tensors(hf_home: Path, repo_id: str) -> dict:
     for name, tensor in tensors.items():
         if name.startswith("cls."):
             continue
-        name = name.removeprefix("bert.").replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        name = (
+            name.removeprefix("bert.")
+            .replace("LayerNorm.gamma", "LayerNorm.weight")
+            .replace("LayerNorm.beta", "LayerNorm.bias")
+        )
         out[name] = tensor
     return out
 
 
-__all__ = ["BERT_ID", "BGE_ID", "COMMITS", "HIDDEN", "make_hub_cache", "snapshot_folder", "saved_tensors",
-           "hub_files", "write_snapshot", "repo_folder"]
+__all__ = [
+    "BERT_ID",
+    "BGE_ID",
+    "COMMITS",
+    "HIDDEN",
+    "make_hub_cache",
+    "snapshot_folder",
+    "saved_tensors",
+    "hub_files",
+    "write_snapshot",
+    "repo_folder",
+]

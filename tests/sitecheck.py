@@ -22,8 +22,14 @@ from urllib.parse import urlparse
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
@@ -85,7 +91,10 @@ def pages_of(root: Path) -> list[str]:
     return sorted(
         p.relative_to(root).as_posix()
         for p in root.rglob("*.html")
-        if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts and "reports" not in p.parts
+        if p.name not in skip
+        and "_static" not in p.parts
+        and "_sources" not in p.parts
+        and "reports" not in p.parts
     )
 
 
@@ -111,27 +120,53 @@ def check_site(root: Path, screenshots: Path | None = None) -> list[PageReport]:
             page = context.new_page()
 
             block_network(page, report.blocked_requests)
-            page.on("console", lambda m, report=report: report.console_errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "console",
+                lambda m, report=report: (
+                    report.console_errors.append(m.text) if m.type == "error" else None
+                ),
+            )
             page.on("pageerror", lambda e, report=report: report.console_errors.append(str(e)))
-            page.on("requestfailed", lambda r, report=report: report.failed_requests.append(r.url)
-                    if (urlparse(r.url).hostname or "") in LOOPBACK else None)
-            page.on("response", lambda r, report=report: report.failed_requests.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on(
+                "requestfailed",
+                lambda r, report=report: (
+                    report.failed_requests.append(r.url)
+                    if (urlparse(r.url).hostname or "") in LOOPBACK
+                    else None
+                ),
+            )
+            page.on(
+                "response",
+                lambda r, report=report: (
+                    report.failed_requests.append(f"{r.status} {r.url}")
+                    if r.status >= 400
+                    else None
+                ),
+            )
             page.goto(f"{base}/{name}", wait_until="load")
             page.wait_for_timeout(400)
             charts = page.evaluate(CHART_CHECK)
             if charts:
                 page.wait_for_function(
                     "() => document.querySelectorAll('.book-chart').length === "
-                    "document.querySelectorAll('.book-chart-interactive, .book-chart-failed').length", timeout=20000)
+                    "document.querySelectorAll('.book-chart-interactive, .book-chart-failed').length",
+                    timeout=20000,
+                )
                 charts = page.evaluate(CHART_CHECK)
             report.charts = len(charts)
             n_math = page.evaluate("() => document.querySelectorAll('span.math, div.math').length")
             if n_math:
                 try:
-                    page.wait_for_function("() => document.querySelectorAll('mjx-container').length > 0", timeout=15000)
+                    page.wait_for_function(
+                        "() => document.querySelectorAll('mjx-container').length > 0", timeout=15000
+                    )
                 except Exception:  # noqa: BLE001 - reported as a page problem below
                     report.math_problem = f"{n_math} math element(s) but MathJax typeset none"
-            report.broken_charts = [f"chart {c['i']} (live={c['live']}, {c['w']}x{c['h']})" for c in charts if not c["live"] or c["w"] <= 0 or c["h"] <= 0]
+            report.broken_charts = [
+                f"chart {c['i']} (live={c['live']}, {c['w']}x{c['h']})"
+                for c in charts
+                if not c["live"] or c["w"] <= 0 or c["h"] <= 0
+            ]
             if screenshots is not None:
                 out = screenshots / name.replace("/", "__").replace(".html", "")
                 out.parent.mkdir(parents=True, exist_ok=True)

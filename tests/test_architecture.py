@@ -70,7 +70,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -133,8 +133,10 @@ CHAPTERS = sorted((ROOT / "chapters").glob("*.md"))
 
 def test_code_lines_counts_hidden_cells(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text("```{code-cell} ipython3\nx = 1\n```\n\n"
-                    "```{code-cell} ipython3\n:tags: [remove-cell]\ny = 2\nz = 3\n```\n")
+    page.write_text(
+        "```{code-cell} ipython3\nx = 1\n```\n\n"
+        "```{code-cell} ipython3\n:tags: [remove-cell]\ny = 2\nz = 3\n```\n"
+    )
     assert code_lines(page) == (1, 2)
 
 
@@ -146,6 +148,10 @@ def test_chapter_shows_most_of_its_code(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_code_lines_fit_the_page(chapter):
-    long = [line for body in CELL.findall(chapter.read_text()) for line in body.splitlines()
-            if len(line) > 88]
+    long = [
+        line
+        for body in CELL.findall(chapter.read_text())
+        for line in body.splitlines()
+        if len(line) > 88
+    ]
     assert not long, long

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import OPENSTAX
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +30,7 @@ def test_every_claim_holds_on_openstax():
     cmd = [sys.executable, "-m", "helpers", "--config", str(CONFIG), "claims", "--run", "--json"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode in (0, 1), proc.stderr[-4000:]
-    claims = json.loads(proc.stdout[proc.stdout.index("{"):])
+    claims = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert len(claims) >= 10, sorted(claims)
     failed = {k: v["statement"] for k, v in claims.items() if v["holds"] is False}
     assert not failed, failed

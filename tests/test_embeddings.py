@@ -50,7 +50,9 @@ def test_embed_returns_float32_rows_aligned_with_texts(encoder, vectors):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)  # normalize=True
     for i, text in enumerate(TEXTS):
         alone = encoder.encode([text])[0]
-        assert np.allclose(vectors[i], alone, atol=1e-5), f"row {i} is not the embedding of {text!r}"
+        assert np.allclose(vectors[i], alone, atol=1e-5), (
+            f"row {i} is not the embedding of {text!r}"
+        )
 
 
 def test_embed_keeps_order_when_texts_are_reordered(encoder, vectors):
@@ -105,8 +107,15 @@ def test_cache_with_wrong_row_count_is_not_used(encoder, tmp_path, caplog):
     assert any("expected" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("change", [{"pooling": "cls"}, {"normalize": False}, {"max_length": 64},
-                                    {"fingerprint": "other-weights"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pooling": "cls"},
+        {"normalize": False},
+        {"max_length": 64},
+        {"fingerprint": "other-weights"},
+    ],
+)
 def test_cache_key_changes_with_encoder_settings(encoder, tmp_path, change):
     base = cache_path(tmp_path, "sentences", encoder, TEXTS)
     assert base == cache_path(tmp_path, "sentences", dataclasses.replace(encoder), TEXTS)  # stable

@@ -36,6 +36,7 @@ def brute_unit(X):
 
 # --- isotropic and degenerate clouds ---------------------------------------------------------
 
+
 @FEW
 @given(seed=seeds, d=dims)
 def test_isotropic_gaussian_is_isotropic(seed, d):
@@ -48,7 +49,9 @@ def test_isotropic_gaussian_is_isotropic(seed, d):
 @given(seed=seeds, d=dims, scale=st.floats(0.01, 100))
 def test_rank_one_data_has_isoscore_zero(seed, d, scale):
     rng = rng_for(seed)
-    X = np.outer(rng.normal(size=200), rng.normal(size=d)) * scale + rng.normal(size=d)  # a line, offset
+    X = np.outer(rng.normal(size=200), rng.normal(size=d)) * scale + rng.normal(
+        size=d
+    )  # a line, offset
     assert 0.0 <= g.isoscore(X) < 1e-6
 
 
@@ -83,6 +86,7 @@ def test_common_vector_makes_a_cone_and_centering_undoes_it(seed, d, offset):
 
 
 # --- transforms -----------------------------------------------------------------------------------
+
 
 @FEW
 @given(seed=seeds, d=dims, shift=st.floats(-10, 10))
@@ -139,6 +143,7 @@ def test_fit_transform_fits_on_train_only():
 
 # --- metric formulas against brute force -------------------------------------------------------
 
+
 @FEW
 @given(seed=seeds, n=st.integers(2, 40), d=st.integers(2, 10))
 def test_mean_pairwise_cosine_matches_brute_force(seed, n, d):
@@ -166,7 +171,14 @@ def test_within_between_cosine_matches_brute_force(seed, n, k):
 def test_uniformity_matches_brute_force(seed, t):
     X, _ = labelled_cloud(seed, n=30, d=5)
     U = brute_unit(X)
-    brute = np.log(np.mean([np.exp(-t * np.sum((U[i] - U[j]) ** 2)) for i, j in itertools.combinations(range(30), 2)]))
+    brute = np.log(
+        np.mean(
+            [
+                np.exp(-t * np.sum((U[i] - U[j]) ** 2))
+                for i, j in itertools.combinations(range(30), 2)
+            ]
+        )
+    )
     assert g.uniformity(X, t=t) == pytest.approx(brute, abs=1e-10)
 
 
@@ -206,11 +218,21 @@ def test_metrics_invariant_to_row_order(seed):
     X, labels = labelled_cloud(seed, n=45, d=10, k=3)
     perm = rng_for(seed + 7).permutation(len(X))
     Xp, lp = X[perm], labels[perm]
-    for metric in (g.mean_pairwise_cosine, g.isoscore, g.partition_isotropy, g.pc1_share, g.uniformity):
+    for metric in (
+        g.mean_pairwise_cosine,
+        g.isoscore,
+        g.partition_isotropy,
+        g.pc1_share,
+        g.uniformity,
+    ):
         assert metric(Xp) == pytest.approx(metric(X), rel=1e-9, abs=1e-12), metric.__name__
     for metric in (g.within_between_cosine, g.alignment, g.subject_silhouette):
-        assert np.allclose(metric(Xp, lp), metric(X, labels), rtol=1e-9, atol=1e-12), metric.__name__
-    assert np.allclose(g.explained_variance_spectrum(Xp), g.explained_variance_spectrum(X), atol=1e-12)
+        assert np.allclose(metric(Xp, lp), metric(X, labels), rtol=1e-9, atol=1e-12), (
+            metric.__name__
+        )
+    assert np.allclose(
+        g.explained_variance_spectrum(Xp), g.explained_variance_spectrum(X), atol=1e-12
+    )
 
 
 @FEW
@@ -220,18 +242,23 @@ def test_cosine_metrics_ignore_row_lengths(seed, d):
     X, labels = labelled_cloud(seed, n=40, d=d)
     scaled = X * rng.uniform(0.1, 10, size=(40, 1))
     assert g.mean_pairwise_cosine(scaled) == pytest.approx(g.mean_pairwise_cosine(X), abs=1e-12)
-    assert np.allclose(g.within_between_cosine(scaled, labels), g.within_between_cosine(X, labels), atol=1e-12)
+    assert np.allclose(
+        g.within_between_cosine(scaled, labels), g.within_between_cosine(X, labels), atol=1e-12
+    )
     assert g.uniformity(scaled) == pytest.approx(g.uniformity(X), abs=1e-12)
 
 
 # --- partition isotropy, PCA share, IsoScore ceiling ----------------------------------------------
+
 
 @FEW
 @given(seed=seeds, d=dims)
 def test_partition_isotropy_range_isotropic_vs_offset(seed, d):
     rng = rng_for(seed)
     iso = g.partition_isotropy(brute_unit(rng.normal(size=(4000, d))))
-    shifted = g.partition_isotropy(brute_unit(rng.normal(size=(4000, d)) + 10 * brute_unit(rng.normal(size=(1, d)))))
+    shifted = g.partition_isotropy(
+        brute_unit(rng.normal(size=(4000, d)) + 10 * brute_unit(rng.normal(size=(1, d))))
+    )
     assert 0.0 <= shifted <= 1.0 and 0.0 <= iso <= 1.0
     assert iso > 0.9
     assert shifted < 0.5
@@ -291,6 +318,7 @@ def test_isoscore_needs_two_points():
 
 # --- classification and the report -----------------------------------------------------------
 
+
 @FEW
 @given(seed=seeds, k=st.integers(2, 4))
 def test_knn_and_probe_perfect_on_separated_clusters(seed, k):
@@ -302,8 +330,10 @@ def test_knn_and_probe_perfect_on_separated_clusters(seed, k):
     idx = lambda y: np.array([int(s[1:]) for s in y])  # noqa: E731
     X_train = centres[idx(y_train)] + 0.3 * rng.normal(size=(len(y_train), d))
     X_test = centres[idx(y_test)] + 0.3 * rng.normal(size=(len(y_test), d))
-    for result in (g.knn_classification(X_train, y_train, X_test, y_test),
-                   g.probe_classification(X_train, y_train, X_test, y_test)):
+    for result in (
+        g.knn_classification(X_train, y_train, X_test, y_test),
+        g.probe_classification(X_train, y_train, X_test, y_test),
+    ):
         assert result.accuracy == 1.0
         assert result.confusion.sum() == len(y_test)
         assert np.trace(result.confusion) == len(y_test)

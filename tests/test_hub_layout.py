@@ -38,7 +38,11 @@ NETGUARD = ROOT / "tests" / "netguard"
 # The allow_patterns of helpers.encoders._hub_path (a local there, so repeated here).
 BOOK_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer*", "*.model", "1_Pooling/*"]
 HUB_CONFIG = {
-    "paths": {"data_dir": str(ROOT / "data" / "chunks"), "results_dir": "results", "second_data_dir": None},
+    "paths": {
+        "data_dir": str(ROOT / "data" / "chunks"),
+        "results_dir": "results",
+        "second_data_dir": None,
+    },
     "data": {"max_per_subject": 12},  # 4 subjects x 12 chunks keeps 110M-parameter models quick
     "models": {
         "baseline": {"name": BERT_ID, "pooling": "mean"},
@@ -47,8 +51,13 @@ HUB_CONFIG = {
     },
     "encoding": {"max_length": 128},
     # ~25 training chunks in batches of 8: three optimizer steps, no evaluation in between.
-    "finetuning": {"losses": ["batch_all_triplet"], "epochs": 1, "batch_size": 8, "max_length": 32,
-                   "eval_steps": 1000},
+    "finetuning": {
+        "losses": ["batch_all_triplet"],
+        "epochs": 1,
+        "batch_size": 8,
+        "max_length": 32,
+        "eval_steps": 1000,
+    },
 }
 
 
@@ -62,22 +71,41 @@ def hf_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hub_run")
-    (folder / "config.yaml").write_text(yaml.safe_dump(HUB_CONFIG, sort_keys=False), encoding="utf-8")
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump(HUB_CONFIG, sort_keys=False), encoding="utf-8"
+    )
     return folder
 
 
 def cli(run_dir: Path, hf_home: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
     """``python -m helpers --config CFG ARGS`` offline, with ``HF_HOME`` = ``hf_home``."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "SENTENCE_TRANSFORMERS_HOME")}
-    env.update({
-        "HF_HOME": str(hf_home),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")])),
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "HF_HUB_CACHE",
+            "HUGGINGFACE_HUB_CACHE",
+            "TRANSFORMERS_CACHE",
+            "SENTENCE_TRANSFORMERS_HOME",
+        )
+    }
+    env.update(
+        {
+            "HF_HOME": str(hf_home),
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")])
+            ),
+        }
+    )
     return subprocess.run(
         [sys.executable, "-m", "helpers", "--config", str(run_dir / "config.yaml"), *args],
-        cwd=run_dir, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -87,19 +115,23 @@ def _output(proc: subprocess.CompletedProcess) -> str:
 
 # --- the fake cache behaves like the hub's --------------------------------------------------------------
 
+
 def test_snapshots_resolve_offline_like_the_hub(hf_home):
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     for repo_id in (BERT_ID, BGE_ID):
-        found = snapshot_download(repo_id, allow_patterns=BOOK_PATTERNS, local_files_only=True,
-                                  cache_dir=hf_home / "hub")
+        found = snapshot_download(
+            repo_id, allow_patterns=BOOK_PATTERNS, local_files_only=True, cache_dir=hf_home / "hub"
+        )
         assert Path(found) == snapshot_folder(hf_home, repo_id)
         assert json.loads((Path(found) / "config.json").read_text())["hidden_size"] == HIDDEN
         assert (Path(found) / "model.safetensors").is_symlink()
         # The cached tree listing is consulted: formats the book never downloads are missing.
         with pytest.raises(LocalEntryNotFoundError):
-            snapshot_download(repo_id, allow_patterns=["*.bin"], local_files_only=True, cache_dir=hf_home / "hub")
+            snapshot_download(
+                repo_id, allow_patterns=["*.bin"], local_files_only=True, cache_dir=hf_home / "hub"
+            )
 
 
 def test_book_loads_every_tensor_of_the_real_checkpoint_layout(hf_home):
@@ -115,9 +147,13 @@ def test_book_loads_every_tensor_of_the_real_checkpoint_layout(hf_home):
         assert model.get_embedding_dimension() == HIDDEN
         saved = saved_tensors(hf_home, repo_id)
         loaded = model[0].auto_model.state_dict()
-        assert set(saved) <= set(loaded), f"{repo_id}: tensors not loaded: {sorted(set(saved) - set(loaded))[:5]}"
+        assert set(saved) <= set(loaded), (
+            f"{repo_id}: tensors not loaded: {sorted(set(saved) - set(loaded))[:5]}"
+        )
         differ = [name for name in saved if not torch.equal(saved[name], loaded[name])]
-        assert not differ, f"{repo_id}: tensors not taken from the file (left at their initial values?): {differ[:5]}"
+        assert not differ, (
+            f"{repo_id}: tensors not taken from the file (left at their initial values?): {differ[:5]}"
+        )
         if repo_id == BGE_ID:
             # The book's Transformer + CLS pooling + Normalize = bge's own published pipeline.
             texts = ["Light bends when it crosses into glass.", "Rome fell in 476."]
@@ -130,11 +166,15 @@ def test_book_loads_every_tensor_of_the_real_checkpoint_layout(hf_home):
 
 # --- the book's command line on the hub models ---------------------------------------------------------
 
+
 def test_check_finds_the_hub_models_in_the_cache(hf_home, run_dir):
     proc = cli(run_dir, hf_home, "check", timeout=300)
     assert proc.returncode == 0, _output(proc)
-    roles = {line.split()[0]: line for line in proc.stdout.splitlines()
-             if line.startswith("  ") and "pooling=" in line}
+    roles = {
+        line.split()[0]: line
+        for line in proc.stdout.splitlines()
+        if line.startswith("  ") and "pooling=" in line
+    }
     for role, name in (("baseline", BERT_ID), ("contrastive", BGE_ID), ("finetune_base", BGE_ID)):
         assert name in roles[role] and "in the Hugging Face cache" in roles[role], _output(proc)
     assert "pooling=cls" in roles["contrastive"] and "pooling=mean" in roles["baseline"]
@@ -170,9 +210,13 @@ def test_missing_hub_model_fails_fast_with_a_clear_message(tmp_path, run_dir):
     empty = tmp_path / "empty_hf_home"
     empty.mkdir()
     started = time.perf_counter()
-    proc = cli(run_dir, empty, "metrics", "--model", "baseline", timeout=30)  # a network wait would time out
+    proc = cli(
+        run_dir, empty, "metrics", "--model", "baseline", timeout=30
+    )  # a network wait would time out
     seconds = time.perf_counter() - started
     assert proc.returncode == 2, _output(proc)
-    assert "not in the local Hugging Face cache" in proc.stderr and BERT_ID in proc.stderr, _output(proc)
+    assert "not in the local Hugging Face cache" in proc.stderr and BERT_ID in proc.stderr, _output(
+        proc
+    )
     assert "Traceback" not in proc.stderr, _output(proc)
     print(f"missing model reported in {seconds:.1f} s")

@@ -43,6 +43,12 @@ def test_chapter_code_passes_ruff_check(chapter_scripts):
 
 
 def test_chapter_code_is_ruff_formatted(chapter_scripts):
-    proc = ruff("format", "--check", "--diff", "--config", str(ROOT / "ruff-chapters.toml"),
-                str(chapter_scripts))
+    proc = ruff(
+        "format",
+        "--check",
+        "--diff",
+        "--config",
+        str(ROOT / "ruff-chapters.toml"),
+        str(chapter_scripts),
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]

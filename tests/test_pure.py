@@ -100,8 +100,12 @@ def toy_splits():
     subjects = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
     texts = [f"{s} text {i}" for i, s in enumerate(subjects)]
     train = Dataset.from_dict({"text": texts, "subject": subjects})
-    test = Dataset.from_dict({"text": ["a x", "a w", "b y", "b v", "c z", "c u"],
-                              "subject": ["a", "a", "b", "b", "c", "c"]})
+    test = Dataset.from_dict(
+        {
+            "text": ["a x", "a w", "b y", "b v", "c z", "c u"],
+            "subject": ["a", "a", "b", "b", "c", "c"],
+        }
+    )
     return DatasetDict(train=train, test=test)
 
 
@@ -131,7 +135,8 @@ def test_per_subject_separation_counts_and_intervals():
     splits = toy_splits()
     centers = {"a": [5, 0, 0], "b": [0, 5, 0], "c": [0, 0, 5]}
     X_train = np.array([centers[s] for s in splits["train"]["subject"]]) + rng.normal(
-        0, 0.1, (12, 3))
+        0, 0.1, (12, 3)
+    )
     # one "c" test chunk sits with the "a" chunks: k-NN gets it wrong
     X_test = np.array([centers[s] for s in ("a", "a", "b", "b", "a", "c")], float)
     X_test += rng.normal(0, 0.1, X_test.shape)
@@ -171,8 +176,9 @@ def test_build_once_trains_once_and_round_trips_the_log(tmp_path):
     def train(out):
         calls.append(out)
         (out / "weights.bin").write_bytes(b"x")
-        return TrainingLog(records=[{"step": 5, "loss": 1.5}], seconds=2.0, parameters=10,
-                           summary={"steps": 5})
+        return TrainingLog(
+            records=[{"step": 5, "loss": 1.5}], seconds=2.0, parameters=10, summary={"steps": 5}
+        )
 
     folder = tmp_path / "m"
     assert build_once(folder, {"k": 1}, train) == folder
@@ -210,7 +216,10 @@ def test_claims_are_recorded_and_a_failed_one_shows_a_note(tmp_path, monkeypatch
     assert "one exceeds two" in glued["claim_t_fails"].data
     recorded = json.loads(book.claims_file(cfg).read_text())
     assert {k: v["holds"] for k, v in recorded.items()} == {
-        "t_holds": True, "t_fails": False, "t_na": None}
+        "t_holds": True,
+        "t_fails": False,
+        "t_na": None,
+    }
 
 
 def test_change_words_follow_the_interval():
@@ -238,15 +247,19 @@ def test_pca_signs_do_not_depend_on_row_order():
 def test_chart_html_cannot_close_its_script_tag():
     from helpers.charts import chart_html
 
-    spec = {"$schema": "https://vega.github.io/schema/vega-lite/v6.json",
-            "data": {"values": [{"x": 1, "label": "</script><b>bold</b>"}]},
-            "mark": "point", "encoding": {"x": {"field": "x", "type": "quantitative"}}}
+    spec = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
+        "data": {"values": [{"x": 1, "label": "</script><b>bold</b>"}]},
+        "mark": "point",
+        "encoding": {"x": {"field": "x", "type": "quantitative"}},
+    }
     html = chart_html(spec)
     script = html.split('class="book-chart-spec">', 1)[1]
     assert script.count("</script>") == 1  # only the real end tag
     payload = script.split("</script>", 1)[0]
     assert json.loads(payload.replace("<\\/", "</"))["data"]["values"][0]["label"].startswith(
-        "</script>")
+        "</script>"
+    )
 
 
 def test_helpers_warnings_reach_the_page(tmp_path, write_config, capsys, monkeypatch):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.feature_extraction.text import TfidfVectorizer
-
 from conftest import OPENSTAX, REPO_ROOT
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 CHUNKS = REPO_ROOT / "data" / "chunks"
 MANIFEST = CHUNKS / "manifest.csv"
@@ -23,12 +21,17 @@ SHINGLE = 10
 @pytest.fixture(scope="module")
 def files() -> dict[str, str]:
     """Relative path (as in the manifest) -> text, for every chunk file."""
-    return {f.relative_to(CHUNKS).as_posix(): f.read_text(encoding="utf-8") for f in sorted(CHUNKS.glob("*/*.txt"))}
+    return {
+        f.relative_to(CHUNKS).as_posix(): f.read_text(encoding="utf-8")
+        for f in sorted(CHUNKS.glob("*/*.txt"))
+    }
 
 
 @pytest.fixture(scope="module")
 def manifest() -> pd.DataFrame:
-    return pd.read_csv(MANIFEST, dtype={"file": str, "subject": str, "subtopic": str, "border": str})
+    return pd.read_csv(
+        MANIFEST, dtype={"file": str, "subject": str, "subtopic": str, "border": str}
+    )
 
 
 def words(text: str) -> list[str]:
@@ -39,7 +42,9 @@ def words(text: str) -> list[str]:
 def test_subjects_have_enough_chunks(files):
     counts = pd.Series([p.split("/")[0] for p in files]).value_counts()
     for subject, minimum in MIN_CHUNKS.items():
-        assert counts.get(subject, 0) >= minimum, f"{subject}: {counts.get(subject, 0)} chunks, need {minimum}"
+        assert counts.get(subject, 0) >= minimum, (
+            f"{subject}: {counts.get(subject, 0)} chunks, need {minimum}"
+        )
 
 
 def test_chunks_are_80_to_200_words(files):
@@ -50,8 +55,12 @@ def test_chunks_are_80_to_200_words(files):
 def test_manifest_rows_match_files(files, manifest):
     listed = list(manifest["file"])
     assert len(listed) == len(set(listed)), "manifest lists a file twice"
-    assert not set(listed) - set(files), f"manifest rows without a file: {sorted(set(listed) - set(files))}"
-    assert not set(files) - set(listed), f"files missing from the manifest: {sorted(set(files) - set(listed))}"
+    assert not set(listed) - set(files), (
+        f"manifest rows without a file: {sorted(set(listed) - set(files))}"
+    )
+    assert not set(files) - set(listed), (
+        f"files missing from the manifest: {sorted(set(files) - set(listed))}"
+    )
 
 
 def test_manifest_subject_is_the_folder(manifest):
@@ -60,8 +69,11 @@ def test_manifest_subject_is_the_folder(manifest):
 
 
 def test_manifest_word_counts_match(files, manifest):
-    wrong = {row.file: (row.words, len(files[row.file].split()))
-             for row in manifest.itertuples() if row.file in files and row.words != len(files[row.file].split())}
+    wrong = {
+        row.file: (row.words, len(files[row.file].split()))
+        for row in manifest.itertuples()
+        if row.file in files and row.words != len(files[row.file].split())
+    }
     assert not wrong, f"manifest words != actual words: {wrong}"
 
 
@@ -95,7 +107,9 @@ def test_no_near_duplicates(files):
     sims = (X @ X.T).toarray()
     np.fill_diagonal(sims, 0.0)
     i, j = np.unravel_index(np.argmax(sims), sims.shape)
-    assert sims[i, j] <= 0.8, f"near-duplicates: {names[i]} and {names[j]} (TF-IDF cosine {sims[i, j]:.2f})"
+    assert sims[i, j] <= 0.8, (
+        f"near-duplicates: {names[i]} and {names[j]} (TF-IDF cosine {sims[i, j]:.2f})"
+    )
 
 
 @pytest.mark.skipif(not OPENSTAX.is_dir(), reason=f"{OPENSTAX} is absent")
@@ -119,4 +133,6 @@ def test_no_phrase_copied_from_openstax(files):
                     if phrase in ours:
                         copied.setdefault(ours[phrase], phrase)
     assert n_texts > 1000, f"only {n_texts} OpenStax texts read from {OPENSTAX}"
-    assert not copied, "phrases shared with OpenStax:\n" + "\n".join(f"  {f}: {p!r}" for f, p in copied.items())
+    assert not copied, "phrases shared with OpenStax:\n" + "\n".join(
+        f"  {f}: {p!r}" for f, p in copied.items()
+    )

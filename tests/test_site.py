@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from sitecheck import check_site, hover_first_point
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,15 +39,19 @@ def build_book(log_path: Path) -> tuple[int, float]:
     env = {
         **os.environ,
         "ANISOTROPY_BOOK_CONFIG": str(ROOT / "tests" / "book-config.yaml"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "netguard"), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "tests" / "netguard"), os.environ.get("PYTHONPATH")])
+        ),
         "HF_HUB_OFFLINE": "1",
     }
     cmd = f"'{JB}' build '{ROOT}' --path-output '{OUT}' -W --keep-going -n"
     if _can_unshare():
-        cmd = f"unshare -n sh -c \"ip link set lo up && {cmd}\""
+        cmd = f'unshare -n sh -c "ip link set lo up && {cmd}"'
     started = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, shell=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            cmd, shell=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     return proc.returncode, time.perf_counter() - started
 
 
@@ -59,7 +62,10 @@ def built_site():
     code, seconds = build_book(log)
     text = log.read_text(errors="replace")
     if code != 0:
-        pytest.fail(f"strict build failed (exit {code}) after {seconds:.0f} s; last lines:\n" + "\n".join(text.splitlines()[-60:]))
+        pytest.fail(
+            f"strict build failed (exit {code}) after {seconds:.0f} s; last lines:\n"
+            + "\n".join(text.splitlines()[-60:])
+        )
     print(f"\ncold/first build: {seconds:.0f} s")
     return {"log": text, "seconds": seconds}
 
@@ -74,8 +80,13 @@ def test_build_is_strict_and_clean(built_site):
 def test_every_page_renders_offline(built_site):
     reports = check_site(HTML, SCREENSHOTS)
     pages = {r.page for r in reports}
-    for chapter in ("01-setup-and-data", "02-anisotropy-geometry", "03-where-the-cone-comes-from",
-                    "04-bert-vs-contrastive", "05-contrastive-finetuning"):
+    for chapter in (
+        "01-setup-and-data",
+        "02-anisotropy-geometry",
+        "03-where-the-cone-comes-from",
+        "04-bert-vs-contrastive",
+        "05-contrastive-finetuning",
+    ):
         assert f"chapters/{chapter}.html" in pages
     problems = [p for r in reports for p in r.problems]
     assert not problems, "\n".join(problems)
@@ -115,10 +126,28 @@ def test_warm_rebuild_reuses_models_and_cache(built_site):
 def test_downloaded_notebooks_execute(built_site, tmp_path):
     """Each chapter's .ipynb download runs top to bottom with nbconvert (models and caches are warm)."""
     nbconvert = Path(sys.executable).parent / "jupyter-nbconvert"
-    env = {**os.environ, "ANISOTROPY_BOOK_CONFIG": str(ROOT / "tests" / "book-config.yaml"), "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "ANISOTROPY_BOOK_CONFIG": str(ROOT / "tests" / "book-config.yaml"),
+        "HF_HUB_OFFLINE": "1",
+    }
     for notebook in sorted((HTML / "_sources" / "chapters").glob("*.ipynb")):
-        proc = subprocess.run([str(nbconvert), "--to", "notebook", "--execute", str(notebook), "--output-dir", str(tmp_path),
-                               "--ExecutePreprocessor.timeout=1200"], cwd=tmp_path, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                str(nbconvert),
+                "--to",
+                "notebook",
+                "--execute",
+                str(notebook),
+                "--output-dir",
+                str(tmp_path),
+                "--ExecutePreprocessor.timeout=1200",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, f"{notebook.name}:\n{proc.stderr[-3000:]}"
 
 
@@ -127,7 +156,11 @@ def test_no_claim_fails_on_the_default_build(built_site):
     from helpers.book import CLAIM_CLASS, read_claims
     from helpers.config import load_config
 
-    flagged = [p.relative_to(HTML) for p in HTML.rglob("*.html") if CLAIM_CLASS in p.read_text(errors="replace")]
+    flagged = [
+        p.relative_to(HTML)
+        for p in HTML.rglob("*.html")
+        if CLAIM_CLASS in p.read_text(errors="replace")
+    ]
     assert not flagged, flagged
     claims = read_claims(load_config(ROOT / "tests" / "book-config.yaml"))
     assert len(claims) >= 10, sorted(claims)

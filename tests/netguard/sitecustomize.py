@@ -25,13 +25,17 @@ def _is_local(address) -> bool:
 
 def _guarded_connect(self, address):
     if not _is_local(address):
-        raise ConnectionRefusedError(f"network disabled by tests/netguard: refused connection to {address!r}")
+        raise ConnectionRefusedError(
+            f"network disabled by tests/netguard: refused connection to {address!r}"
+        )
     return _real_connect(self, address)
 
 
 def _guarded_connect_ex(self, address):
     if not _is_local(address):
-        raise ConnectionRefusedError(f"network disabled by tests/netguard: refused connection to {address!r}")
+        raise ConnectionRefusedError(
+            f"network disabled by tests/netguard: refused connection to {address!r}"
+        )
     return _real_connect_ex(self, address)
 
 

@@ -119,9 +119,8 @@ def _path_text(value: Any, optional: bool = False) -> Any:
 
 Int = Annotated[int, BeforeValidator(_no_bool)]
 Float = Annotated[float, BeforeValidator(_no_bool)]
-Seed = Annotated[
-    int, BeforeValidator(_no_bool), Field(ge=0, le=2**32 - 1)
-]  # numpy/scikit-learn seeds are 32-bit
+# numpy and scikit-learn take seeds of 32 bits
+Seed = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=2**32 - 1)]
 
 
 class _Strict(BaseModel):
@@ -187,9 +186,9 @@ class Pretraining(_Strict):
     short_length: Int = Field(default=128, ge=16, le=512)  # blocks of most steps
     long_fraction: Float = Field(default=0.1, ge=0, le=1)  # last steps on max_length blocks
     batch_size: Int = Field(default=16, ge=2, le=4096)
-    steps: Int = Field(default=1500, ge=1, le=10_000_000)
+    steps: Int = Field(default=1200, ge=1, le=10_000_000)
     learning_rate: Float = Field(default=2e-3, gt=0, le=1)
-    warmup_steps: Int = Field(default=150, ge=0, le=10_000_000)
+    warmup_steps: Int = Field(default=120, ge=0, le=10_000_000)
     weight_decay: Float = Field(default=0.01, ge=0, le=1)
     dropout: Float = Field(default=0.1, ge=0, lt=1)
     mask_probability: Float = Field(default=0.15, gt=0, lt=1)
@@ -443,9 +442,8 @@ class _Problems:
     def raise_if_any(self) -> None:
         if self.items:
             count = f"{len(self.items)} problems" if len(self.items) > 1 else "1 problem"
-            lines = [
-                text for _, text in sorted(self.items, key=lambda item: item[0])
-            ]  # in file order
+            in_file_order = sorted(self.items, key=lambda item: item[0])
+            lines = [text for _, text in in_file_order]
             raise ConfigError(
                 f"{self.source}: invalid configuration ({count}):\n  - " + "\n  - ".join(lines)
             )
@@ -471,16 +469,15 @@ def _default_of(loc: tuple) -> str | None:
         if field.is_required():
             return None
         default = field.get_default(call_default_factory=True)
-        if isinstance(default, BaseModel):
-            return None
-        return (
-            "null"
-            if default is None
-            else str(default).lower()
-            if isinstance(default, bool)
-            else excerpt(default)
-        )
+        return None if isinstance(default, BaseModel) else _as_yaml(default)
     return None
+
+
+def _as_yaml(value: Any) -> str:
+    """A default as it would be written in config.yaml (null, true), briefly."""
+    if value is None or isinstance(value, bool):
+        return yaml.safe_dump(value).split("\n")[0]
+    return excerpt(value)
 
 
 def _add_validation_errors(problems: _Problems, section: str, exc: ValidationError) -> None:

@@ -388,6 +388,23 @@ def _zip_members(
         yield info.filename, info.is_dir(), (lambda info=info: zf.open(info))
 
 
+def _extract_member(archive: Path, target: Path, name: str, is_dir: bool, opener, budget) -> None:
+    try:
+        if is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with opener() as source:
+            budget.copy(source, target, name)
+    except OSError as exc:  # e.g. a file and a folder of one name, a name too long
+        if exc.errno is None:  # not the file system: the archive's data itself (gzip, zlib ...)
+            raise
+        raise CorpusError(
+            f"{archive}: cannot extract member {excerpt(repr(name))} ({exc.strerror}). "
+            "Re-create the archive from a plain folder of files."
+        ) from None
+
+
 def _safe_extract(archive: Path, dest: Path, budget: _ArchiveBudget) -> None:
     """Extract ``archive`` into ``dest``: plain files and folders only, inside ``dest``, within ``budget``."""
     try:
@@ -400,14 +417,8 @@ def _safe_extract(archive: Path, dest: Path, budget: _ArchiveBudget) -> None:
             )
             for name, is_dir, opener in members:
                 target = _member_target(archive, dest, name)
-                if target is None:
-                    continue
-                if is_dir:
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with opener() as source:
-                    budget.copy(source, target, name)
+                if target is not None:
+                    _extract_member(archive, target, name, is_dir, opener, budget)
     except CorpusError:
         raise
     except _ARCHIVE_ERRORS as exc:

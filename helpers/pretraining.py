@@ -72,7 +72,13 @@ def training_texts(cfg: Config, train_texts: list[str]) -> list[str]:
     texts = list(train_texts)
     extra = cfg.pretraining.extra_text_dir
     if extra is not None:
-        texts += list(load_corpus(extra)["text"])
+        extra_corpus = load_corpus(
+            extra,
+            scratch_dir=cfg.paths.results_dir,
+            archive_max_bytes=cfg.data.archive_max_bytes,
+            archive_max_members=cfg.data.archive_max_members,
+        )
+        texts += list(extra_corpus["text"])
     return texts
 
 

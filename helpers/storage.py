@@ -118,20 +118,22 @@ def _remove_stale_saves(path: Path) -> None:
             remove_stale(tmp)
 
 
-def save_arrays(path: Path, **arrays: np.ndarray) -> None:
-    """Write ``arrays`` to ``path`` (``.npz``) atomically, with a checksum stored inside.
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb") -> Iterator:
+    """Open a temporary sibling of ``path`` for writing; rename it into place on success.
 
-    Temporary files left by a killed earlier save of ``path`` are removed first.
+    Leftovers of a killed earlier write of ``path`` are removed first; on failure the
+    temporary file is deleted, so ``path`` is never half-written.
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_saves(path)
-    digest = _digest(arrays)
     fd, tmp = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp"
     )
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, __sha256__=np.array(digest), **arrays)
+        with os.fdopen(fd, mode) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; caches are meant to be shared and read
@@ -139,6 +141,19 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` to ``path`` (``.npz``) atomically, with a checksum stored inside."""
+    digest = _digest(arrays)
+    with atomic_file(path) as fh:
+        np.savez(fh, __sha256__=np.array(digest), **arrays)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -213,19 +228,4 @@ def building_folder(final: Path, info: dict) -> Iterator[Path]:
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         raise

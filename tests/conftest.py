@@ -47,7 +47,9 @@ def chunk_text(subject: str, index: int, n_words: int = 30) -> str:
     return " ".join(words).capitalize() + "."
 
 
-def build_corpus(root: Path, subjects=("physics", "biology", "history"), per_subject: int = 6) -> Path:
+def build_corpus(
+    root: Path, subjects=("physics", "biology", "history"), per_subject: int = 6
+) -> Path:
     """A folder of subject sub-folders holding ``per_subject`` .txt chunks each."""
     for subject in subjects:
         folder = root / subject
@@ -60,7 +62,11 @@ def build_corpus(root: Path, subjects=("physics", "biology", "history"), per_sub
 def corpus_records(root: Path) -> list[dict]:
     """The chunks of a subject-folder corpus as records (id, text, subject)."""
     return [
-        {"id": f"{f.parent.name}/{f.stem}", "text": f.read_text(encoding="utf-8"), "subject": f.parent.name}
+        {
+            "id": f"{f.parent.name}/{f.stem}",
+            "text": f.read_text(encoding="utf-8"),
+            "subject": f.parent.name,
+        }
         for f in sorted(root.glob("*/*.txt"))
     ]
 
@@ -68,8 +74,13 @@ def corpus_records(root: Path) -> list[dict]:
 def base_config() -> dict:
     return {
         "paths": {"data_dir": "corpus", "results_dir": "results", "second_data_dir": None},
-        "data": {"subjects": None, "train_subjects": ["physics", "biology"], "max_per_subject": None,
-                 "test_fraction": 0.3, "seed": 13},
+        "data": {
+            "subjects": None,
+            "train_subjects": ["physics", "biology"],
+            "max_per_subject": None,
+            "test_fraction": 0.3,
+            "seed": 13,
+        },
         "models": {
             "baseline": {"name": "packaged:all-MiniLM-L6-v2", "pooling": "mean"},
             "contrastive": {"name": "packaged:all-MiniLM-L6-v2", "pooling": "mean"},
@@ -96,7 +107,9 @@ def write_config(tmp_path: Path, name: str = "config.yaml", **overrides) -> Path
     if not (tmp_path / "corpus").exists():
         build_corpus(tmp_path / "corpus")
     path = tmp_path / name
-    path.write_text(yaml.safe_dump(_merge(base_config(), overrides), sort_keys=False), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(_merge(base_config(), overrides), sort_keys=False), encoding="utf-8"
+    )
     return path
 
 

@@ -122,17 +122,23 @@ def _cmd_train(args) -> int:
     """Train (or reuse) every model the chapters use, with progress bars."""
     from .corpus import corpus_splits
     from .models import model_path
-    from .names import ROLES, SMALL_BERT
+    from .names import ROLES, SMALL_BERT, TEMPERATURE_EPOCHS, TEMPERATURE_SCALES
 
     cfg = load_config(args.config)
     splits = corpus_splits(cfg)
     for role in ROLES:
-        if cfg.models.__getattribute__(role).name == SMALL_BERT:
+        if getattr(cfg.models, role).name == SMALL_BERT:
             print(f"{role}: {model_path(cfg, role, splits, progress=True)}")
     for loss in cfg.finetuning.losses:
-        print(
-            f"{FINETUNED} ({loss}): {model_path(cfg, FINETUNED, splits, loss=loss, progress=True)}"
+        path = model_path(cfg, FINETUNED, splits, loss=loss, progress=True)
+        print(f"{FINETUNED} ({loss}): {path}")
+    for scale in TEMPERATURE_SCALES:  # Chapter 5's temperature study
+        update = {"scale": scale, "epochs": TEMPERATURE_EPOCHS}
+        settings = cfg.finetuning.model_copy(update=update)
+        path = model_path(
+            cfg, FINETUNED, splits, loss="multiple_negatives", settings=settings, progress=True
         )
+        print(f"{FINETUNED} (multiple_negatives, scale {scale:g}): {path}")
     return 0
 
 

@@ -20,3 +20,6 @@ SMALL_BERT = "book:small-bert"
 TRANSFORMS = ("none", "center", "abtt", "whiten")
 #: Fine-tuning losses of :mod:`helpers.finetuning`.
 LOSSES = ("batch_all_triplet", "multiple_negatives")
+#: Scales (1 / temperature) of Chapter 5's temperature study, trained one epoch each.
+TEMPERATURE_SCALES = (20.0, 100.0)
+TEMPERATURE_EPOCHS = 1

@@ -1,5 +1,5 @@
 """ruff: the package, tests and benchmarks (line length 100), and the chapters' code
-(line length 88), read through the chapters' py:percent form as Jupytext writes it."""
+(line length 88), read through the chapters' notebook form as Jupytext writes it."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def ruff(*args: str) -> subprocess.CompletedProcess:
 def chapter_scripts(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("chapters")
     for md in sorted((ROOT / "chapters").glob("*.md")):
-        jupytext.write(jupytext.read(md), out / f"{md.stem.replace('-', '_')}.py", fmt="py:percent")
+        # As notebooks: ruff formats and checks each cell on its own, as the page shows it.
+        jupytext.write(jupytext.read(md), out / f"{md.stem.replace('-', '_')}.ipynb")
     return out
 
 

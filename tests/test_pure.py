@@ -87,10 +87,19 @@ def test_unigram_reference_predicts_the_most_frequent_token():
     assert torch.isinf(ref.log_probs[2])  # special tokens get no probability
 
 
-def test_trained_tokenizer_learns_frequent_words():
-    tok = corpus_tokenizer(["mitochondria divide", "mitochondria grow"] * 40, vocab_size=400)
-    pieces = tok.convert_ids_to_tokens(tok("mitochondria")["input_ids"])
-    assert pieces == ["[CLS]", "mitochondria", "[SEP]"]
+def test_corpus_tokenizer_keeps_frequent_pieces_and_spells_the_rest():
+    tok = corpus_tokenizer(["the cell divides", "the cell grows"] * 40, vocab_size=300)
+    assert len(tok) <= 300
+    assert tok.convert_ids_to_tokens(tok("the cell")["input_ids"]) == [
+        "[CLS]",
+        "the",
+        "cell",
+        "[SEP]",
+    ]
+    pieces = tok.convert_ids_to_tokens(tok("zebra", add_special_tokens=False)["input_ids"])
+    assert "[UNK]" not in pieces and "".join(p.removeprefix("##") for p in pieces) == "zebra"
+    again = corpus_tokenizer(["the cell divides", "the cell grows"] * 40, vocab_size=300)
+    assert again.get_vocab() == tok.get_vocab()  # the same vocabulary on every run
 
 
 # --- fine-tuning data ---------------------------------------------------------------------------

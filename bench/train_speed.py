@@ -5,6 +5,10 @@ default configuration, or with ``--extra-text DIR`` as ``pretraining.extra_text_
 (for example ``../shared/corpora/openstax``), and prints ``RESULT`` lines:
 
     .venv/bin/python bench/train_speed.py [--extra-text DIR] [--steps N] [--no-finetune]
+        [--set pretraining.mask_probability=0.3 ...]
+
+``--set SECTION.KEY=VALUE`` (repeatable, VALUE read as YAML) tries another setting
+without editing ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def main() -> None:
     parser.add_argument("--extra-text", help="pretraining.extra_text_dir")
     parser.add_argument("--steps", type=int, help="pretraining.steps")
     parser.add_argument("--no-finetune", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args()
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,6 +43,10 @@ def main() -> None:
             raw["pretraining"]["extra_text_dir"] = str(Path(args.extra_text).resolve())
         if args.steps:
             raw["pretraining"]["steps"] = args.steps
+        for item in args.set:
+            dotted, _, value = item.partition("=")
+            section, _, key = dotted.partition(".")
+            raw.setdefault(section, {})[key] = yaml.safe_load(value)
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(raw))
         cfg = load_config(path)

@@ -191,7 +191,7 @@ class Pretraining(_Strict):
     warmup_steps: Int = Field(default=120, ge=0, le=10_000_000)
     weight_decay: Float = Field(default=0.01, ge=0, le=1)
     dropout: Float = Field(default=0.1, ge=0, lt=1)
-    mask_probability: Float = Field(default=0.15, gt=0, lt=1)
+    mask_probability: Float = Field(default=0.3, gt=0, lt=1)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU has it
     track_every: Int = Field(default=150, ge=1, le=10_000_000)
     extra_text_dir: Path | None = None

@@ -19,13 +19,23 @@ import numpy as np
 import pandas as pd
 
 from .config import Config
-from .embeddings import embed, layer_embeddings, token_layer_embeddings
+from .embeddings import (
+    DEFAULT_SHARD_SIZE,
+    embed,
+    encode_shards,
+    layer_embeddings,
+    plan_shards,
+    shard_encoder,
+    shard_progress,
+    token_layer_embeddings,
+)
 from .encoders import Encoder
 from .geometry import (
     geometry_report,
     isoscore,
     knn_classification,
     mean_pairwise_cosine,
+    pairwise_memory,
     pc1_share,
     unit_rows,
 )
@@ -69,6 +79,41 @@ def embed_splits(
         train=embed(enc, splits["train"]["text"], **kw),
         test=embed(enc, splits["test"]["text"], **kw),
     )
+
+
+def embed_corpus(
+    cfg: Config,
+    model: str | Encoder,
+    splits,
+    *,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    devices: list[str] | None = None,
+    progress: bool = False,
+) -> SplitEmbeddings:
+    """:func:`embed_splits` for a large corpus: resumable shards, one progress bar, workers.
+
+    Each split is encoded ``shard_size`` chunks at a time with
+    :func:`helpers.embeddings.encode_shards` and ends in the cache file
+    :func:`embed_splits` reads, so the chapters reuse it. ``devices`` (e.g.
+    ``["cpu", "cpu"]``) spreads the encoding over one worker process per device.
+
+    >>> emb = embed_corpus(cfg, "contrastive", splits, shard_size=500)  # doctest: +SKIP
+    >>> embed_splits(cfg, "contrastive", splits).test.shape == emb.test.shape  # doctest: +SKIP
+    True
+    """
+    enc = (
+        model if isinstance(model, Encoder) else role_encoder(cfg, model, splits, progress=progress)
+    )
+    jobs = {
+        name: plan_shards(enc, splits[name]["text"], cache_dir=cfg.cache_dir, shard_size=shard_size)
+        for name in ("train", "test")
+    }
+    with (
+        shard_encoder(enc, batch_size=cfg.encoding.batch_size, devices=devices) as encode,
+        shard_progress(jobs.values(), progress) as bar,
+    ):
+        vectors = {name: encode_shards(job, encode, bar) for name, job in jobs.items()}
+    return SplitEmbeddings(model=enc.name, train=vectors["train"], test=vectors["test"])
 
 
 def measure_embeddings(emb: SplitEmbeddings, splits, transform="none") -> dict:
@@ -148,12 +193,17 @@ def correct_by_chunk(emb: SplitEmbeddings, splits, k: int = 5) -> np.ndarray:
 
 
 def silhouette_by_chunk(emb: SplitEmbeddings, splits) -> np.ndarray:
-    """Each held-out chunk's silhouette under cosine distance (its subject against the rest)."""
+    """Each held-out chunk's silhouette under cosine distance (its subject against the rest).
+
+    Every chunk needs all pairs (time ``n^2``); memory stays linear (blocks, as in
+    :func:`helpers.geometry.pairwise_memory`).
+    """
     from sklearn.metrics import silhouette_samples
 
-    return silhouette_samples(
-        unit_rows(emb.test), np.asarray(splits["test"]["subject"]), metric="cosine"
-    )
+    with pairwise_memory(len(emb.test)):
+        return silhouette_samples(
+            unit_rows(emb.test), np.asarray(splits["test"]["subject"]), metric="cosine"
+        )
 
 
 def per_subject_separation(

@@ -2,6 +2,7 @@
 
     python -m helpers check    [--config PATH]
     python -m helpers metrics  --model ROLE_OR_PATH [--transform none|center|abtt|whiten] [--json]
+    python -m helpers embed    --model ROLE_OR_PATH [--processes N | --devices cpu,cpu] [--shard-size 1000]
     python -m helpers pretrain [--json]
     python -m helpers finetune [--loss batch_all_triplet|multiple_negatives]
     python -m helpers train                  # every model the book trains, with progress bars
@@ -86,6 +87,49 @@ def _cmd_metrics(args) -> int:
         for key, title in METRIC_TITLES.items():
             print(f"  {title:<40} {row[key]:8.3f}")
         print(f"  ({row['seconds']} s)")
+    return 0
+
+
+def _cmd_embed(args) -> int:
+    """Encode the whole corpus in resumable shards into the cache the chapters read."""
+    from .analysis import embed_corpus
+    from .corpus import corpus_splits
+    from .embeddings import parse_devices
+    from .encoders import load_encoder
+
+    for flag, value in (("--shard-size", args.shard_size), ("--processes", args.processes)):
+        if value < 1:
+            print(
+                f"error: {flag} must be a whole number of at least 1, got {value}", file=sys.stderr
+            )
+            return 2
+    try:
+        devices = parse_devices(args.devices) if args.devices is not None else None
+    except ValueError as exc:
+        print(f"error: --devices: {exc}", file=sys.stderr)
+        return 2
+    if devices is None and args.processes > 1:
+        devices = ["cpu"] * args.processes
+    cfg = load_config(args.config)
+    splits = corpus_splits(cfg)
+    started = time.perf_counter()
+    model = (
+        args.model
+        if args.model in ALL_ROLES
+        else load_encoder(
+            args.model,
+            pooling=args.pooling,
+            normalize=cfg.encoding.normalize,
+            max_length=cfg.encoding.max_length,
+        )
+    )
+    emb = embed_corpus(
+        cfg, model, splits, shard_size=args.shard_size, devices=devices, progress=True
+    )
+    for name, vectors in (("train", emb.train), ("test", emb.test)):
+        print(f"{name}: {vectors.shape[0]} chunks x {vectors.shape[1]} dims")
+    seconds = time.perf_counter() - started
+    print(f"cached in {cfg.shown(cfg.cache_dir)} ({seconds:.1f} s)")
     return 0
 
 
@@ -195,6 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_metrics)
+    p = sub.add_parser(
+        "embed", help="encode the whole corpus in resumable shards (the chapters reuse them)"
+    )
+    p.add_argument("--model", required=True, help=f"{', '.join(ALL_ROLES)}, a hub id or a folder")
+    p.add_argument(
+        "--pooling",
+        default="mean",
+        choices=["mean", "cls"],
+        help="pooling of a model given by name or folder (roles use config.yaml)",
+    )
+    p.add_argument("--shard-size", type=int, default=1000, help="chunks per saved shard")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--processes", type=int, default=1, help="CPU worker processes")
+    where.add_argument("--devices", help="one worker per device, e.g. cpu,cpu or cuda:0,cuda:1")
+    p.set_defaults(func=_cmd_embed)
     p = sub.add_parser("pretrain", help="pre-train (or reuse) the book's small BERT")
     p.add_argument(
         "--json", action="store_true", help="print the training summary as one JSON object"

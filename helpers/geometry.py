@@ -6,6 +6,13 @@ themselves, so raw or unit-length vectors give the same answer. scikit-learn doe
 work wherever it already offers the computation (PCA, k-NN, logistic regression,
 silhouette, confusion matrix); the rest is written here and says so.
 
+Memory grows linearly with the number of points, so a large corpus fits on one machine:
+the cosine means are closed forms over sums of vectors; alignment and uniformity visit all
+pairs in row blocks (:func:`rows_per_block`); k-NN and the silhouette let scikit-learn do
+the same (its ``working_memory``, set by :func:`pairwise_memory`); PCA,
+IsoScore and I(W) work on ``(n, d)`` arrays. Above :data:`SILHOUETTE_EXACT_MAX` points the
+silhouette (time ``n^2``) is estimated on a fixed, seeded, stratified sample.
+
 Example
 -------
 >>> import numpy as np
@@ -19,16 +26,80 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.spatial.distance import pdist
+from scipy.special import logsumexp
+from sklearn import config_context
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, confusion_matrix, silhouette_score
+from sklearn.metrics import accuracy_score, confusion_matrix, silhouette_samples
+from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from .intervals import bootstrap_mean
+
+# All-pairs steps work through n points in blocks of at most BLOCK_ROWS rows by n columns
+# (and at most BLOCK_BYTES bytes), so their memory grows at most linearly with n.
+BLOCK_ROWS = 256
+BLOCK_BYTES = 32 * 2**20
+
+# Up to this many points the silhouette uses every pair (as it always did); above it, a
+# stratified sample of this many points.
+SILHOUETTE_EXACT_MAX = 4000
+
+
+def rows_per_block(n_columns: int) -> int:
+    """Rows per block of ``n_columns`` float64 values: :data:`BLOCK_ROWS`, fewer when a block
+    would pass :data:`BLOCK_BYTES`, and at least one.
+
+    >>> rows_per_block(1000), rows_per_block(10**6), rows_per_block(10**9)
+    (256, 4, 1)
+    """
+    fit = BLOCK_BYTES // (8 * max(n_columns, 1))
+    return int(max(1, min(BLOCK_ROWS, fit)))
+
+
+def pair_sq_distances(X: np.ndarray) -> Iterator[np.ndarray]:
+    """Squared Euclidean distances of every pair ``i < j`` of rows, one flat array per row block.
+
+    The block of rows ``s:e`` meets rows ``s:`` only, so each pair comes once and no block
+    holds more than :func:`rows_per_block` rows of ``n`` values. One matrix product per
+    block, ``|u - v|^2 = |u|^2 + |v|^2 - 2 u.v``, clipped at zero against rounding.
+
+    >>> X = np.array([[0.0, 0], [3, 4], [0, 1]])
+    >>> np.concatenate(list(pair_sq_distances(X))).tolist()
+    [25.0, 1.0, 18.0]
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    sq_norms = np.einsum("ij,ij->i", X, X)
+    step = rows_per_block(n)
+    for start in range(0, n - 1, step):
+        stop = min(start + step, n)
+        block = X[start:stop] @ X[start:].T  # (rows, n - start)
+        block *= -2.0
+        block += sq_norms[start:stop, None]
+        block += sq_norms[None, start:]
+        np.maximum(block, 0.0, out=block)
+        # local row r is point start + r, local column c is point start + c: keep c > r
+        yield block[np.triu(np.ones(block.shape, dtype=bool), k=1)]
+
+
+def pairwise_memory(n_columns: int):
+    """A context in which scikit-learn's pairwise steps use blocks of :func:`rows_per_block` rows.
+
+    Sets its ``working_memory`` (MiB) to the size of such a block of ``n_columns`` values.
+
+    >>> from sklearn import get_config
+    >>> with pairwise_memory(1024):
+    ...     get_config()["working_memory"]
+    2.0
+    """
+    return config_context(working_memory=rows_per_block(n_columns) * 8 * n_columns / 2**20)
 
 
 def unit_rows(X: np.ndarray) -> np.ndarray:
@@ -193,18 +264,20 @@ def alignment(X: np.ndarray, labels: np.ndarray, alpha: float = 2.0) -> float:
     """Alignment of Wang & Isola (2020) with same-subject pairs as positives: ``E ||u - v||^alpha``.
 
     Computed on unit vectors over all same-label pairs; lower is better, range [0, 2^alpha].
-    For alpha = 2 it equals ``2 - 2 * within-subject mean cosine``.
+    For alpha = 2 it equals ``2 - 2 * within-subject mean cosine``. Exact, in row blocks
+    (:func:`pair_sq_distances`): memory linear in the number of points.
+
+    >>> round(alignment(np.array([[1, 0], [0, 1], [1, 1]]), np.array([0, 0, 1])), 3)
+    2.0
     """
     U = unit_rows(X)
     labels = np.asarray(labels)
     total, count = 0.0, 0
     for lab in np.unique(labels):
         part = U[labels == lab]
-        if len(part) < 2:
-            continue
-        d = pdist(part)
-        total += float(np.sum(d**alpha))
-        count += len(d)
+        for sq in pair_sq_distances(part):
+            total += float(np.sum(sq ** (alpha / 2)))
+            count += len(sq)
     if count == 0:
         raise ValueError("alignment needs at least one label with two points")
     return total / count
@@ -216,17 +289,86 @@ def uniformity(X: np.ndarray, t: float = 2.0) -> float:
     Lower is better. With t = 2 the range is [-8, 0]: 0 when every point coincides, about -4
     for points spread uniformly on a high-dimensional sphere. By Jensen's inequality it is
     at least ``-2t (1 - mean cosine)``, which ties it to :func:`mean_pairwise_cosine`.
+    Exact over all ``n(n-1)/2`` pairs, in row blocks (:func:`pair_sq_distances`), with a
+    running log-sum-exp: memory linear in ``n``, time ``n^2``.
+
+    >>> uniformity(np.array([[1.0, 0], [-1, 0]]))
+    -8.0
     """
     U = unit_rows(X)
-    sq = pdist(U, "sqeuclidean")
-    # log-mean-exp, stable
-    a = -t * sq
-    return float(np.logaddexp.reduce(a) - np.log(len(a)))
+    n = len(U)
+    if n < 2:
+        raise ValueError("uniformity needs at least 2 rows")
+    log_sum = -np.inf
+    for sq in pair_sq_distances(U):
+        log_sum = np.logaddexp(log_sum, logsumexp(-t * sq))
+    return float(log_sum - np.log(n * (n - 1) / 2))
 
 
-def subject_silhouette(X: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette of the subject labels under cosine distance (scikit-learn), in [-1, 1]."""
-    return float(silhouette_score(unit_rows(X), labels, metric="cosine"))
+@dataclass(frozen=True)
+class Silhouette:
+    """A mean silhouette, its 95% bootstrap interval and the number of points it used."""
+
+    mean: float
+    low: float
+    high: float
+    sample: int
+
+
+def stratified_sample(labels, size: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded sample of ``size`` points, each label in proportion.
+
+    scikit-learn's stratified split draws it; with ``size >= len(labels)`` every index.
+
+    >>> y = np.repeat(["a", "b"], [300, 100])
+    >>> idx = stratified_sample(y, 40)
+    >>> len(idx), int((y[idx] == "b").sum())
+    (40, 10)
+    """
+    n = len(labels)
+    if size >= n:
+        return np.arange(n)
+    idx, _ = train_test_split(
+        np.arange(n), train_size=size, stratify=np.asarray(labels), random_state=seed
+    )
+    return np.sort(idx)
+
+
+def silhouette_estimate(
+    X: np.ndarray, labels: np.ndarray, *, max_exact: int | None = None, seed: int = 0
+) -> Silhouette:
+    """Mean silhouette of the labels under cosine distance (scikit-learn), in [-1, 1].
+
+    Exact (every pair) for up to ``max_exact`` points (default
+    :data:`SILHOUETTE_EXACT_MAX`); above, computed on a fixed :func:`stratified_sample` of
+    ``max_exact`` points drawn with ``seed``, as scikit-learn's ``silhouette_score(sample_size=...)``
+    does but with each label in proportion. The interval is a bootstrap over the per-point
+    silhouettes used (:func:`helpers.intervals.bootstrap_mean`). scikit-learn computes the
+    distances in blocks (``working_memory``), so memory grows linearly.
+
+    >>> X = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1]])
+    >>> s = silhouette_estimate(X, np.array([0, 0, 1, 1]))
+    >>> round(s.mean, 2), s.sample
+    (0.99, 4)
+    """
+    U = unit_rows(X)
+    labels = np.asarray(labels)
+    max_exact = SILHOUETTE_EXACT_MAX if max_exact is None else max_exact
+    if len(U) > max_exact:
+        idx = stratified_sample(labels, max_exact, seed)
+        U, labels = U[idx], labels[idx]
+    with pairwise_memory(len(U)):
+        values = silhouette_samples(U, labels, metric="cosine")
+    interval = bootstrap_mean(values, seed=seed)
+    return Silhouette(interval.mean, interval.low, interval.high, len(U))
+
+
+def subject_silhouette(X: np.ndarray, labels: np.ndarray, **kw) -> float:
+    """Mean silhouette of the subject labels under cosine distance, in [-1, 1].
+
+    See :func:`silhouette_estimate` (keywords ``max_exact``, ``seed``) for large sets.
+    """
+    return silhouette_estimate(X, labels, **kw).mean
 
 
 @dataclass(frozen=True)
@@ -252,10 +394,16 @@ def _classify(model, X_train, y_train, X_test, y_test) -> Classification:
 
 
 def knn_classification(X_train, y_train, X_test, y_test, k: int = 5) -> Classification:
-    """k-nearest-neighbour subject prediction (cosine distance), fit on train, scored on test."""
-    return _classify(
-        KNeighborsClassifier(n_neighbors=k, metric="cosine"), X_train, y_train, X_test, y_test
-    )
+    """k-nearest-neighbour subject prediction (cosine distance), fit on train, scored on test.
+
+    Cosine is not a tree metric, so scikit-learn searches by brute force, comparing the test
+    rows with all training rows in blocks (``pairwise_distances_chunked`` under
+    ``working_memory``, set by :func:`pairwise_memory`): memory grows linearly.
+    """
+    with pairwise_memory(len(X_train)):
+        return _classify(
+            KNeighborsClassifier(n_neighbors=k, metric="cosine"), X_train, y_train, X_test, y_test
+        )
 
 
 def probe_classification(X_train, y_train, X_test, y_test, C: float = 1.0) -> Classification:
@@ -266,7 +414,12 @@ def probe_classification(X_train, y_train, X_test, y_test, C: float = 1.0) -> Cl
 
 @dataclass(frozen=True)
 class GeometryReport:
-    """All the book's measurements for one model on one train/test split (test-set geometry)."""
+    """All the book's measurements for one model on one train/test split (test-set geometry).
+
+    ``silhouette_sample`` is the number of held-out points the silhouette used (all of them
+    up to :data:`SILHOUETTE_EXACT_MAX`), ``silhouette_low`` and ``silhouette_high`` its 95%
+    bootstrap interval.
+    """
 
     n_test: int
     dim: int
@@ -282,6 +435,9 @@ class GeometryReport:
     silhouette: float
     knn_accuracy: float
     probe_accuracy: float
+    silhouette_sample: int
+    silhouette_low: float
+    silhouette_high: float
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -302,6 +458,7 @@ def geometry_report(X_train, y_train, X_test, y_test, k: int = 5) -> GeometryRep
     y_test = np.asarray(y_test)
     U = unit_rows(X_test)
     within, between = within_between_cosine(U, y_test)
+    sil = silhouette_estimate(U, y_test)
     return GeometryReport(
         n_test=len(U),
         dim=U.shape[1],
@@ -314,7 +471,10 @@ def geometry_report(X_train, y_train, X_test, y_test, k: int = 5) -> GeometryRep
         partition_isotropy=partition_isotropy(U),
         alignment=alignment(U, y_test),
         uniformity=uniformity(U),
-        silhouette=subject_silhouette(U, y_test),
+        silhouette=sil.mean,
         knn_accuracy=knn_classification(X_train, y_train, X_test, y_test, k=k).accuracy,
         probe_accuracy=probe_classification(X_train, y_train, X_test, y_test).accuracy,
+        silhouette_sample=sil.sample,
+        silhouette_low=sil.low,
+        silhouette_high=sil.high,
     )

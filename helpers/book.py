@@ -117,7 +117,8 @@ def _record(cfg: Config, name: str, statement: str, holds: bool) -> None:
 def failed_claim_note(statement: str) -> str:
     """The MyST note a page shows where the numbers do not support ``statement``."""
     return (
-        f":::{{warning}} Not supported by this build's numbers\n:class: {CLAIM_CLASS}\n"
+        # an admonition takes its title as an argument, so MyST does not warn (strict build)
+        f":::{{admonition}} Not supported by this build's numbers\n:class: warning {CLAIM_CLASS}\n"
         f"The sentence above claims that {statement}. On the data and models of this "
         "build the measurements do not support it; read the numbers, not the sentence.\n:::"
     )

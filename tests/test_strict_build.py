@@ -63,3 +63,22 @@ def test_a_warning_fails_the_build(tmp_path):
     """A dangling cross-reference is only a warning to Sphinx: the book's build must fail on it."""
     proc = _build(tmp_path, "", prose="\nSee {ref}`a-label-that-does-not-exist`.\n")
     assert proc.returncode != 0, (proc.stdout + proc.stderr)[-2000:]
+
+
+def test_a_failed_claim_shows_a_note_and_keeps_the_strict_build_green(tmp_path, monkeypatch):
+    """A reader whose data does not support a sentence sees a note; the build does not break."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"paths:\n  data_dir: {ROOT / 'data' / 'chunks'}\n  results_dir: {tmp_path / 'results'}\n"
+    )
+    monkeypatch.setenv("ANISOTROPY_BOOK_CONFIG", str(config))
+    cell = (
+        "from helpers import book\n"
+        "book.start()\n"
+        "book.claim('tiny', x == 3, 'one and one make three')"
+    )
+    prose = "\nOne and one make three.\n\n```{glue:md} claim_tiny\n:format: myst\n```\n"
+    proc = _build(tmp_path, cell, prose=prose)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    page = (tmp_path / "book" / "_build" / "html" / "intro.html").read_text()
+    assert "claim-failed" in page and "one and one make three" in page

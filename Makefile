@@ -23,9 +23,10 @@ install: $(STAMP)
 
 ## The site: train the models (progress bars), execute every chapter, build _build/html.
 book: models
-	@# The execution cache keys on chapter text only; drop it when helpers, config or data change.
+	@# The execution cache and Sphinx's environment key on chapter text only: drop both when
+	@# helpers, config or data change, so every chapter is executed and read again.
 	@mkdir -p _build; h=$$(cat helpers/*.py config.yaml book/_ext/*.py $$(find data -type f | sort) | sha256sum | cut -c1-16); \
-	  if [ "$$(cat _build/.inputs-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache; echo "$$h" > _build/.inputs-hash; fi
+	  if [ "$$(cat _build/.inputs-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache _build/.doctrees; echo "$$h" > _build/.inputs-hash; fi
 	$(MAKE) --no-print-directory site
 
 ## Train (or reuse) every model the chapters use, with progress bars, before the site build.

@@ -5,6 +5,7 @@
     python -m helpers embed    --model ROLE_OR_PATH [--processes N | --devices cpu,cpu] [--shard-size 1000]
     python -m helpers pretrain [--json]
     python -m helpers finetune [--loss batch_all_triplet|multiple_negatives]
+    torchrun --nproc_per_node=N -m helpers finetune ...   # one model, N data-parallel processes
     python -m helpers train                  # every model the book trains, with progress bars
     python -m helpers claims   [--json] [--run]
 
@@ -111,6 +112,13 @@ def _cmd_embed(args) -> int:
     if devices is None and args.processes > 1:
         devices = ["cpu"] * args.processes
     cfg = load_config(args.config)
+    if devices and cfg.encoding.precision != "fp32":
+        print(
+            f"error: worker processes encode in fp32, but encoding.precision is "
+            f"{cfg.encoding.precision!r}: set it to fp32, or drop --processes/--devices",
+            file=sys.stderr,
+        )
+        return 2
     splits = corpus_splits(cfg)
     started = time.perf_counter()
     model = (
@@ -150,12 +158,15 @@ def _cmd_pretrain(args) -> int:
 
 
 def _cmd_finetune(args) -> int:
+    """Fine-tune (or reuse) the model; under ``torchrun`` every process trains, rank 0 reports."""
     from .corpus import corpus_splits
     from .models import model_path
-    from .training import TrainingLog
+    from .training import TrainingLog, is_main_process
 
     cfg = load_config(args.config)
     path = model_path(cfg, FINETUNED, corpus_splits(cfg), loss=args.loss, progress=True)
+    if not is_main_process():
+        return 0
     print(f"fine-tuned model: {path}")
     frame = TrainingLog.load(path).frame()
     print(frame.dropna(subset=["eval_silhouette"]).to_string(index=False))

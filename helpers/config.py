@@ -173,6 +173,8 @@ class Encoding(_Strict):
     batch_size: Int = Field(default=32, ge=1, le=4096)
     max_length: Int = Field(default=256, ge=8, le=8192)
     normalize: bool = True
+    # fp32: the book's numbers; bf16: about 2.2x faster, cosine >= 0.999; int8: lossy
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"  # = helpers.encoders.PRECISIONS
 
 
 class Pretraining(_Strict):

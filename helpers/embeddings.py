@@ -362,6 +362,12 @@ def shard_encoder(
     ``encode(..., pool=...)``), one worker per device, started on first use and stopped on
     exit.
     """
+    if devices and encoder.precision != "fp32":
+        # the worker pool runs the float32 model: its vectors must not be cached as bf16/int8
+        raise ValueError(
+            f"worker processes encode in fp32, but encoding.precision is "
+            f"{encoder.precision!r}: set encoding.precision: fp32, or drop --processes/--devices"
+        )
     pool = None
 
     def encode(texts: list[str]) -> np.ndarray:

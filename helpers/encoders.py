@@ -13,6 +13,20 @@ Whatever the source, the encoder is built the same way: transformer, then a pool
 (``mean`` or ``cls``), then unit-length normalisation when asked. Weights load from
 safetensors and remote code is never trusted.
 
+:meth:`Encoder.encode` computes in the encoder's ``precision`` (``encoding.precision``):
+
+* ``fp32`` (default): ``SentenceTransformer.encode`` as is; every number of the book.
+* ``bf16``: a bfloat16 copy of the transformer compiled by ``torch.compile`` (inductor,
+  weights frozen, matrix-multiply kernels autotuned), with pooling and normalisation in
+  float32. About 2.2 times as fast on a CPU with bf16 instructions (AVX512-BF16 or AMX)
+  once compiled (the first call compiles, about half a minute, cached on disk), every
+  vector within cosine 0.999 of fp32 (``bench/fast_encode.py``).
+* ``int8``: dynamic int8 quantisation of the linear layers (per-channel weights). About
+  twice as fast, but lossy: cosines to fp32 around 0.97.
+
+The precision is part of :attr:`Encoder.identity` (so of every cache key) unless it is
+``fp32``, which keeps the keys of existing caches and models.
+
 Example
 -------
 >>> enc = load_encoder("packaged:all-MiniLM-L6-v2")          # doctest: +SKIP
@@ -22,16 +36,22 @@ Example
 
 from __future__ import annotations
 
+import copy
 import logging
 import socket
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from .storage import file_fingerprint
 
 if TYPE_CHECKING:
+    import torch
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
@@ -39,6 +59,8 @@ log = logging.getLogger(__name__)
 PACKAGED_PREFIX = "packaged:"
 BOOK_PREFIX = "book:"
 HUB_HOST = ("huggingface.co", 443)
+#: Values of ``encoding.precision`` (see the module docstring).
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class ModelUnavailableError(RuntimeError):
@@ -164,7 +186,11 @@ def _fingerprint_cached(path: str, size: int, mtime: int) -> str:
 
 @dataclass
 class Encoder:
-    """A sentence encoder: where its weights are, how it pools, and whether it normalises."""
+    """A sentence encoder: where its weights are, how it pools, and whether it normalises.
+
+    ``precision`` is what :meth:`encode` computes in; ``model`` stays the float32
+    ``SentenceTransformer`` whatever it is (layer-wise analyses and training read it).
+    """
 
     name: str
     path: Path
@@ -172,17 +198,22 @@ class Encoder:
     normalize: bool = True
     max_length: int = 256
     fingerprint: str = ""
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
     _model: SentenceTransformer | None = field(default=None, repr=False)
+    _fast: FastTransformer | None = field(default=None, repr=False)
 
     @property
     def identity(self) -> dict:
         """Everything that changes the vectors this encoder produces (for cache keys)."""
-        return {
+        identity = {
             "weights": self.fingerprint,
             "pooling": self.pooling,
             "normalize": self.normalize,
             "max_length": self.max_length,
         }
+        if self.precision != "fp32":  # fp32 keeps the keys caches and models always had
+            identity["precision"] = self.precision
+        return identity
 
     @property
     def model(self) -> SentenceTransformer:
@@ -194,9 +225,140 @@ class Encoder:
 
     def encode(self, texts: list[str], batch_size: int = 32, progress: bool = False):
         """Encode directly (no cache); see :func:`helpers.embeddings.embed` for the cached path."""
+        if self.precision != "fp32":
+            if self._fast is None:
+                self._fast = FastTransformer(self.model, self.precision)
+            return self._fast.encode(
+                list(texts),
+                pooling=self.pooling,
+                normalize=self.normalize,
+                max_length=self.max_length,
+                batch_size=batch_size,
+                progress=progress,
+            )
         return self.model.encode(
             list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True
         )
+
+
+class FastTransformer:
+    """The transformer of a ``SentenceTransformer`` in ``bf16`` or ``int8``, with its own encode loop.
+
+    The loop is ``SentenceTransformer.encode``'s: longest texts first (little padding),
+    the same tokenizer call, mean or CLS pooling over real tokens; pooling and
+    normalisation run in float32 on the transformer's float32-cast output.
+
+    >>> fast = FastTransformer(load_encoder("packaged:all-MiniLM-L6-v2").model, "bf16")  # doctest: +SKIP
+    >>> fast.encode(["Cells divide."], pooling="mean", normalize=True, max_length=256).shape  # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(self, model: SentenceTransformer, precision: str) -> None:
+        if precision not in ("bf16", "int8"):
+            raise ValueError(f"precision {precision!r}: FastTransformer runs bf16 or int8")
+        self.precision = precision
+        self.tokenizer = model.tokenizer
+        self._eager = fast_copy(model[0].auto_model, precision)
+        self._run: Callable[..., Any] = (
+            compile_frozen(self._eager) if precision == "bf16" else self._eager
+        )
+
+    def _hidden(self, batch: dict) -> torch.Tensor:
+        """Last hidden states as float32; falls back to eager bf16 if compiling fails."""
+        try:
+            return self._run(**batch)[0].float()
+        except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler for inductor on this machine
+            if self._run is self._eager:
+                raise
+            log.warning("torch.compile failed (%s); encoding in eager bf16 (slower)", exc)
+            self._run = self._eager
+            return self._run(**batch)[0].float()
+
+    def encode(
+        self,
+        texts: list[str],
+        *,
+        pooling: str,
+        normalize: bool,
+        max_length: int,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Sentence vectors of ``texts`` (float32, in input order)."""
+        import torch
+        from tqdm import tqdm
+
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self._eager.config.hidden_size), dtype=np.float32)
+        starts = range(0, len(texts), batch_size)
+        with torch.inference_mode():
+            for start in tqdm(starts, desc="Batches", disable=not progress):
+                rows = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [texts[i] for i in rows],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                )
+                vectors = pool(self._hidden(batch), batch["attention_mask"], pooling)
+                if normalize:
+                    vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+                out[rows] = vectors.numpy()
+        return out
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Mean over real tokens (as ``Pooling(pooling_mode="mean")``) or the first token (``cls``).
+
+    >>> import torch
+    >>> pool(torch.ones(1, 3, 2), torch.tensor([[1, 1, 0]]), "mean").tolist()
+    [[1.0, 1.0]]
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def fast_copy(transformer: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """A copy of a Hugging Face ``transformer`` in ``bf16`` (weights) or ``int8`` (linear layers).
+
+    int8 is PyTorch's dynamic quantisation with one scale per output channel, which keeps
+    the vectors closer to fp32 than one scale per matrix.
+    """
+    import torch
+
+    module = copy.deepcopy(transformer).eval()
+    if precision == "bf16":
+        if not bf16_native():
+            log.warning("this CPU has no bf16 instructions: precision bf16 will be slow; use fp32")
+        return module.to(torch.bfloat16)
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch points eager quantisation users to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(
+            module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
+
+
+def bf16_native() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 is fast."""
+    import torch
+
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def compile_frozen(module: torch.nn.Module) -> Callable[..., Any]:
+    """``torch.compile`` for inference: any batch and length, frozen weights, autotuned kernels.
+
+    Freezing folds the weights into the graph as constants, so inductor prepacks them for
+    oneDNN; autotuning picks the fastest matrix-multiply kernel for this CPU.
+    """
+    import torch
+
+    return torch.compile(module, dynamic=True, options={"freezing": True, "max_autotune": True})
 
 
 def quiet_transformers() -> None:
@@ -233,12 +395,16 @@ def load_encoder(
     pooling: str = "mean",
     normalize: bool = True,
     max_length: int = 256,
+    precision: str = "fp32",
 ) -> Encoder:
     """An :class:`Encoder` for a packaged model, a folder or a hub id (weights load lazily).
 
     ``path`` is the already-resolved folder (for models the book trained); otherwise
-    ``name`` is resolved with :func:`resolve_model_path`.
+    ``name`` is resolved with :func:`resolve_model_path`. ``precision`` is one of
+    :data:`PRECISIONS`.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     folder = Path(path) if path is not None else resolve_model_path(name)
     return Encoder(
         name=name,
@@ -247,6 +413,7 @@ def load_encoder(
         normalize=normalize,
         max_length=max_length,
         fingerprint=weights_fingerprint(folder),
+        precision=precision,
     )
 
 

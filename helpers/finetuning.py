@@ -16,6 +16,12 @@ only (``data.train_subjects``); the other subjects stay unseen. Two losses fit
 The model is saved under ``results_dir/models/finetuned-<loss>-<key>`` (key: base weights,
 data and settings), atomically and with a completion marker; a rerun reuses it.
 
+Several data-parallel processes (``torchrun --nproc_per_node=N -m helpers finetune``) train
+one model with the trainer's own DDP support. ``finetuning.batch_size`` stays the batch of
+one step, split evenly over the processes, so the run takes the same steps and the model
+keeps its key; ``multiple_negatives`` gathers the other processes' rows as negatives, so
+its loss sees the whole batch as on one process. Rank 0 alone writes the model and its log.
+
 ``multiple_negatives`` is the InfoNCE loss with in-batch negatives (Henderson et al.,
 2017): cosine similarities are multiplied by ``finetuning.scale`` (the inverse temperature)
 before a softmax cross-entropy that picks each anchor's own positive.
@@ -38,13 +44,13 @@ import numpy as np
 from datasets import Dataset
 from sentence_transformers.base.evaluation import SentenceEvaluator
 
-from .config import Finetuning
+from .config import ConfigError, Finetuning
 from .embeddings import texts_hash
 from .encoders import Encoder, build_sentence_transformer, quiet_transformers
 from .geometry import knn_classification, subject_silhouette
 from .names import LOSSES
 from .storage import settings_key
-from .training import TrainingLog, build_once
+from .training import TrainingLog, build_once, process_count
 
 
 def finetuning_inputs(settings: Finetuning, base: Encoder, splits, loss: str) -> dict:
@@ -74,7 +80,47 @@ def finetuned_model(
         folder,
         inputs,
         lambda out: train_contrastive(settings, base, splits, loss, out, progress=progress),
+        collective=True,  # under torchrun every process joins the one training
     )
+
+
+def per_process_batch(batch_size: int, processes: int, loss: str) -> int:
+    """Rows each process trains on per step when ``processes`` share a batch of ``batch_size``.
+
+    >>> per_process_batch(32, 1, "batch_all_triplet"), per_process_batch(32, 4, "multiple_negatives")
+    (32, 8)
+    """
+    if processes == 1:
+        return batch_size
+    # The label-grouping sampler of the triplet loss needs an even batch of at least 4 rows.
+    step, least = (
+        (2 * processes, 4 * processes) if loss == "batch_all_triplet" else (processes, processes)
+    )
+    if batch_size % step or batch_size < least:
+        raise ConfigError(
+            f"key 'finetuning.batch_size' = {batch_size} cannot be split over {processes} processes "
+            f"for the {loss} loss: each process needs the same "
+            f"{'even number of at least 4' if loss == 'batch_all_triplet' else 'number of'} rows. "
+            f"Fix: use a multiple of {step} of at least {least}, or fewer processes."
+        )
+    return batch_size // processes
+
+
+def distributed_arguments(processes: int, gpus: bool) -> dict:
+    """Extra trainer arguments for ``processes`` data-parallel processes (none for one).
+
+    >>> distributed_arguments(1, gpus=False)
+    {}
+    >>> distributed_arguments(2, gpus=False)
+    {'dataloader_drop_last': True, 'ddp_backend': 'gloo'}
+    """
+    if processes == 1:
+        return {}
+    # Every process must take the same number of steps, or one waits for the others forever.
+    extra = {"dataloader_drop_last": True}
+    if not gpus:
+        extra["ddp_backend"] = "gloo"  # NCCL (the GPU default) does not run on CPUs
+    return extra
 
 
 def triplet_dataset(splits) -> Dataset:
@@ -101,26 +147,59 @@ def pair_dataset(splits, seed: int) -> Dataset:
     return Dataset.from_dict({"anchor": anchors, "positive": positives})
 
 
-def assert_batches_mix_subjects(dataset: Dataset, batch_size: int, seed: int) -> int:
+def assert_batches_mix_subjects(
+    dataset: Dataset, batch_size: int, seed: int, processes: int = 1
+) -> int:
     """Check that the label-grouping sampler puts at least two subjects in every batch.
 
     Older samplers emitted single-label batches, which give batch-triplet losses nothing to
-    push apart (zero gradient). Returns the number of batches checked.
+    push apart (zero gradient). With several ``processes`` (``batch_size`` rows each) it
+    checks what each one trains on: the trainer deals whole sampler batches out in turn
+    (accelerate's ``BatchSamplerShard``) and drops the last incomplete round, so each
+    process's batch is one sampler batch, never a slice of one. Returns the number of
+    batches checked.
+
+    >>> assert_batches_mix_subjects(triplet_dataset(splits), 32, seed=13)  # doctest: +SKIP
+    3
     """
     from sentence_transformers.base import GroupByLabelBatchSampler
 
     sampler = GroupByLabelBatchSampler(
-        dataset, batch_size=batch_size, drop_last=False, valid_label_columns=["label"], seed=seed
+        dataset,
+        batch_size=batch_size,
+        drop_last=processes > 1,
+        valid_label_columns=["label"],
+        seed=seed,
     )
     labels = dataset["label"]
     n = 0
-    for batch in sampler:
-        n += 1
-        if len({labels[i] for i in batch}) < 2:
-            raise AssertionError(
-                f"a training batch holds a single subject ({len(batch)} rows): no negatives, zero gradient"
+    for rank, batches in enumerate(_process_shares(sampler, processes)):
+        count = 0
+        for batch in batches:
+            count += 1
+            if len({labels[i] for i in batch}) < 2:
+                raise AssertionError(
+                    f"a training batch holds a single subject ({len(batch)} rows): no negatives, zero gradient"
+                )
+        if processes > 1 and count == 0:
+            raise ConfigError(
+                f"process {rank} of {processes} gets no full batch of {batch_size} rows from "
+                f"{len(dataset)} training rows. Fix: lower finetuning.batch_size or use fewer processes."
             )
+        n += count
     return n
+
+
+def _process_shares(sampler, processes: int) -> list:
+    """The batches each of ``processes`` trains on, as the trainer's data loader deals them."""
+    if processes == 1:
+        return [sampler]
+    from accelerate.data_loader import BatchSamplerShard
+
+    return [
+        BatchSamplerShard(sampler, num_processes=processes, process_index=rank, even_batches=False)
+        for rank in range(processes)
+    ]
 
 
 class SubjectSeparationEvaluator(SentenceEvaluator):
@@ -155,6 +234,7 @@ def train_contrastive(
     progress: bool = False,
 ) -> TrainingLog:
     """Fine-tune ``base`` with ``loss_name`` on the train split into ``out_dir``."""
+    import torch
     from sentence_transformers import (
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
@@ -168,10 +248,12 @@ def train_contrastive(
 
     quiet_transformers()
     f = settings
+    processes = process_count()
+    batch_size = per_process_batch(f.batch_size, processes, loss_name)
     model = build_sentence_transformer(base.path, base.pooling, base.normalize, f.max_length)
     if loss_name == "batch_all_triplet":
         train = triplet_dataset(splits)
-        assert_batches_mix_subjects(train, f.batch_size, f.seed)
+        assert_batches_mix_subjects(train, batch_size, f.seed, processes)
         loss = BatchAllTripletLoss(
             model,
             distance_metric=BatchHardTripletLossDistanceFunction.cosine_distance,
@@ -180,10 +262,19 @@ def train_contrastive(
         sampler = BatchSamplers.GROUP_BY_LABEL
     elif loss_name == "multiple_negatives":
         train = pair_dataset(splits, f.seed)
-        loss = MultipleNegativesRankingLoss(model, scale=f.scale)
+        # Across processes, the other processes' rows are this one's in-batch negatives too.
+        loss = MultipleNegativesRankingLoss(
+            model, scale=f.scale, gather_across_devices=processes > 1
+        )
         sampler = BatchSamplers.NO_DUPLICATES
     else:
         raise ValueError(f"unknown loss {loss_name!r}; use one of {', '.join(LOSSES)}")
+    if processes > 1 and len(train) < f.batch_size:
+        raise ConfigError(
+            f"key 'finetuning.batch_size' = {f.batch_size} is more than the {len(train)} training rows: "
+            f"with {processes} processes only full batches are trained. Fix: lower finetuning.batch_size."
+        )
+    gpus = processes > 1 and torch.cuda.is_available()
     # A model-card example set up front, so the trainer does not sample one with a progress bar.
     model.model_card_data.widget = [{"text": splits["test"]["text"][0]}]
     evaluator = SubjectSeparationEvaluator(splits)
@@ -191,7 +282,7 @@ def train_contrastive(
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work),
         num_train_epochs=f.epochs,
-        per_device_train_batch_size=f.batch_size,
+        per_device_train_batch_size=batch_size,
         learning_rate=f.learning_rate,
         warmup_steps=0.1,  # a float is a fraction of all steps
         seed=f.seed,
@@ -202,8 +293,9 @@ def train_contrastive(
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=not gpus,  # one process always trains on the CPU, as the book is built
         disable_tqdm=not progress,
+        **distributed_arguments(processes, gpus),
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train, loss=loss, evaluator=evaluator
@@ -212,11 +304,19 @@ def train_contrastive(
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    start_metrics = evaluator(model)
+    start_metrics = evaluator(model) if trainer.is_world_process_zero() else {}
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
     shutil.rmtree(work, ignore_errors=True)
+    if trainer.state.global_step == 0:  # e.g. no full batch without repeated texts: publish nothing
+        raise ConfigError(
+            f"fine-tuning took no step: {len(train)} training rows give no full batch of "
+            f"{batch_size} rows{f' on each of {processes} processes' if processes > 1 else ''}. "
+            "Fix: lower finetuning.batch_size, use fewer processes or more data."
+        )
+    if not trainer.is_world_process_zero():  # rank 0 saves and publishes the one model
+        return TrainingLog(records=[], seconds=seconds, parameters=0)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     records = [{"step": 0, **{f"eval_{k}": v for k, v in start_metrics.items()}}]
     for entry in trainer.state.log_history:
@@ -225,9 +325,12 @@ def train_contrastive(
         row.update({k: v for k, v in entry.items() if k in keep})
         if len(row) > 1:
             records.append(row)
+    summary = {"loss": loss_name, "steps": trainer.state.global_step, "train_rows": len(train)}
+    if processes > 1:
+        summary["processes"] = processes
     return TrainingLog(
         records=records,
         seconds=seconds,
         parameters=sum(t.numel() for t in model.parameters()),
-        summary={"loss": loss_name, "steps": trainer.state.global_step, "train_rows": len(train)},
+        summary=summary,
     )

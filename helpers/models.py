@@ -59,6 +59,7 @@ def _encoder(cfg: Config, spec: ModelSpec, path: Path | None = None, **kw) -> En
         pooling=spec.pooling,
         normalize=cfg.encoding.normalize,
         max_length=kw.get("max_length", cfg.encoding.max_length),
+        precision=kw.get("precision", cfg.encoding.precision),
     )
 
 
@@ -97,7 +98,10 @@ def base_encoder(cfg: Config, splits, *, max_length: int | None = None) -> Encod
     """The ``finetune_base`` encoder (reading at most ``max_length`` tokens)."""
     spec = role_spec(cfg, "finetune_base")
     path = model_path(cfg, "finetune_base", splits)
-    return _encoder(cfg, spec, path, max_length=max_length or cfg.encoding.max_length)
+    # Fine-tuning trains in fp32 from the weights: the encoding precision is not part of its key.
+    return _encoder(
+        cfg, spec, path, max_length=max_length or cfg.encoding.max_length, precision="fp32"
+    )
 
 
 def role_encoder(cfg: Config, role: str, splits, *, progress: bool = False, **variant) -> Encoder:

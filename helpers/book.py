@@ -16,7 +16,7 @@ Example (first, hidden cell of a chapter)
 -----------------------------------------
 >>> from helpers import book
 >>> cfg = book.start()                                            # doctest: +SKIP
->>> book.claim("ch4.offset-removed", 0.01 < 0.9, "centering removes the offset")  # doctest: +SKIP
+>>> book.claim("ch4_offset_removed", 0.01 < 0.9, "centering removes the offset")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from .intervals import Interval
 from .storage import settings_key, write_text_atomic
 
 CLAIM_CLASS = "claim-failed"  # the CSS class of a failed claim's note (tests look for it)
-_STATE: dict[str, Config] = {}
+UNCHECKED_CLASS = "claim-unchecked"  # a claim this build has no data for
+_STATE: dict = {}
 
 
 class _PageHandler(logging.Handler):
@@ -105,11 +106,22 @@ def read_claims(cfg: Config) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _group(name: str) -> str:
+    """The chapter part of a claim name: ``ch4`` of ``ch4_knn_gap``."""
+    return name.split("_", 1)[0]
+
+
 def _record(cfg: Config, name: str, statement: str, holds: bool) -> None:
     path = claims_file(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The first claim of a chapter in this process drops what earlier runs of that chapter
+    # recorded, so a claim removed from the chapter does not linger in the file.
+    fresh = _STATE.setdefault("groups", set())
     with FileLock(str(path) + ".lock"):
         claims = read_claims(cfg)
+        if _group(name) not in fresh:
+            fresh.add(_group(name))
+            claims = {k: v for k, v in claims.items() if _group(k) != _group(name)}
         claims[name] = {"statement": statement, "holds": holds}
         write_text_atomic(path, json.dumps(claims, indent=2, sort_keys=True))
 
@@ -124,13 +136,25 @@ def failed_claim_note(statement: str) -> str:
     )
 
 
+def unchecked_claim_note(statement: str) -> str:
+    """The MyST note a page shows where this build has no data to check ``statement``."""
+    return (
+        f":::{{admonition}} Not measured in this build\n:class: note {UNCHECKED_CLASS}\n"
+        f"The sentence above says that {statement}. This build has no data to check it "
+        "(for example, no second corpus is configured): read it as what the chapter checks "
+        "when such data is present.\n:::"
+    )
+
+
 def claim(name: str, holds, statement: str) -> bool | None:
     """Record whether ``statement`` holds on this build and glue ``claim_{name}``.
 
     Write the sentence itself in Markdown, followed by a ``{glue:md}`` of
     ``claim_{name}`` (``:format: myst``); it shows nothing when ``holds`` is true and a
-    visible warning when it is false. ``holds=None`` means "does not apply to this data"
-    (for example, no second corpus): nothing is shown and the claim is recorded as such.
+    visible warning when it is false. ``holds=None`` means "no data to check it here"
+    (for example, no second corpus): a note says so and the claim is recorded as such.
+    Name claims ``<chapter>_<what>`` (``ch4_knn_gap``): a chapter's first claim in a
+    process replaces everything recorded for that chapter before.
     Returns ``holds``.
     """
     from IPython.display import Markdown
@@ -138,7 +162,8 @@ def claim(name: str, holds, statement: str) -> bool | None:
     holds = None if holds is None else bool(holds)
     cfg = _STATE.get("cfg") or load_config()
     _record(cfg, name, statement, holds)
-    glue_numbers("claim", {name: Markdown(failed_claim_note(statement) if holds is False else "")})
+    note = {False: failed_claim_note, None: unchecked_claim_note}.get(holds, lambda _: "")
+    glue_numbers("claim", {name: Markdown(note(statement))})
     return holds
 
 

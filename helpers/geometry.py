@@ -286,7 +286,8 @@ def alignment(X: np.ndarray, labels: np.ndarray, alpha: float = 2.0) -> float:
 def uniformity(X: np.ndarray, t: float = 2.0) -> float:
     """Uniformity of Wang & Isola (2020): ``log E exp(-t ||u - v||^2)`` over pairs of unit vectors.
 
-    Lower is better. With t = 2 the range is [-8, 0]: 0 when every point coincides, about -4
+    Lower is better. With t = 2 the range is [-4n/(n-1), 0] (by the Jensen bound below and a
+    mean cosine of at least -1/(n-1); -8 only for n = 2): 0 when every point coincides, about -4
     for points spread uniformly on a high-dimensional sphere. By Jensen's inequality it is
     at least ``-2t (1 - mean cosine)``, which ties it to :func:`mean_pairwise_cosine`.
     Exact over all ``n(n-1)/2`` pairs, in row blocks (:func:`pair_sq_distances`), with a

@@ -217,10 +217,13 @@ def test_claims_are_recorded_and_a_failed_one_shows_a_note(tmp_path, monkeypatch
     monkeypatch.setattr(myst_nb, "glue", lambda k, v, display=False: glued.__setitem__(k, v))
     cfg = load_config(write_config(tmp_path))
     monkeypatch.setitem(book._STATE, "cfg", cfg)
+    monkeypatch.setitem(book._STATE, "groups", set())
     assert book.claim("t_holds", 2 > 1, "two exceeds one") is True
     assert book.claim("t_fails", 1 > 2, "one exceeds two") is False
     assert book.claim("t_na", None, "a second corpus agrees") is None
-    assert glued["claim_t_holds"].data == "" and glued["claim_t_na"].data == ""
+    assert glued["claim_t_holds"].data == ""
+    assert book.UNCHECKED_CLASS in glued["claim_t_na"].data
+    assert book.CLAIM_CLASS not in glued["claim_t_na"].data
     assert book.CLAIM_CLASS in glued["claim_t_fails"].data
     assert "one exceeds two" in glued["claim_t_fails"].data
     recorded = json.loads(book.claims_file(cfg).read_text())
@@ -281,3 +284,21 @@ def test_helpers_warnings_reach_the_page(tmp_path, write_config, capsys, monkeyp
     book.start()
     logging.getLogger("helpers.embeddings").warning("3 of 9 texts were truncated")
     assert "3 of 9 texts were truncated" in capsys.readouterr().out
+
+
+def test_a_chapter_run_replaces_its_earlier_claims(tmp_path, monkeypatch, write_config):
+    """A claim removed from a chapter must not linger in the claims file as a failure."""
+    import myst_nb
+
+    from helpers import book
+    from helpers.config import load_config
+
+    monkeypatch.setattr(myst_nb, "glue", lambda *a, **k: None)
+    cfg = load_config(write_config(tmp_path))
+    monkeypatch.setitem(book._STATE, "cfg", cfg)
+    monkeypatch.setitem(book._STATE, "groups", set())
+    book.claim("ch4_old", False, "an old sentence")
+    book.claim("ch5_kept", True, "another chapter's sentence")
+    monkeypatch.setitem(book._STATE, "groups", set())  # a new process: chapter 4 runs again
+    book.claim("ch4_new", True, "the new sentence")
+    assert sorted(book.read_claims(cfg)) == ["ch4_new", "ch5_kept"]

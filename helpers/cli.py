@@ -57,24 +57,29 @@ def _cmd_check(args) -> int:
     return 0
 
 
+def _model_argument(cfg, args):
+    """``--model``: a role name as it is, or an encoder loaded from a hub id or folder."""
+    from .encoders import load_encoder
+
+    if args.model in ALL_ROLES:
+        return args.model
+    return load_encoder(
+        args.model,
+        pooling=args.pooling,
+        normalize=cfg.encoding.normalize,
+        max_length=cfg.encoding.max_length,
+        precision=cfg.encoding.precision,
+    )
+
+
 def _cmd_metrics(args) -> int:
     from .analysis import METRIC_TITLES, embed_splits, measure_embeddings
     from .corpus import corpus_splits
-    from .encoders import load_encoder
 
     cfg = load_config(args.config)
     splits = corpus_splits(cfg)
     started = time.perf_counter()
-    model = (
-        args.model
-        if args.model in ALL_ROLES
-        else load_encoder(
-            args.model,
-            pooling=args.pooling,
-            normalize=cfg.encoding.normalize,
-            max_length=cfg.encoding.max_length,
-        )
-    )
+    model = _model_argument(cfg, args)
     emb = embed_splits(cfg, model, splits, progress=not args.json)
     row = measure_embeddings(emb, splits, args.transform)
     row["model"] = args.model
@@ -96,7 +101,6 @@ def _cmd_embed(args) -> int:
     from .analysis import embed_corpus
     from .corpus import corpus_splits
     from .embeddings import parse_devices
-    from .encoders import load_encoder
 
     for flag, value in (("--shard-size", args.shard_size), ("--processes", args.processes)):
         if value < 1:
@@ -121,16 +125,7 @@ def _cmd_embed(args) -> int:
         return 2
     splits = corpus_splits(cfg)
     started = time.perf_counter()
-    model = (
-        args.model
-        if args.model in ALL_ROLES
-        else load_encoder(
-            args.model,
-            pooling=args.pooling,
-            normalize=cfg.encoding.normalize,
-            max_length=cfg.encoding.max_length,
-        )
-    )
+    model = _model_argument(cfg, args)
     emb = embed_corpus(
         cfg, model, splits, shard_size=args.shard_size, devices=devices, progress=True
     )

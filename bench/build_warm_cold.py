@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
+from _measure import run_tracking_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 JB = Path(sys.executable).parent / "jupyter-book"
@@ -27,41 +25,21 @@ JB = Path(sys.executable).parent / "jupyter-book"
 
 def build(repo: Path) -> tuple[float, float, str]:
     """Run one strict build; return (seconds, peak total RSS in MB, log)."""
-    t = time.perf_counter()
     # The copy's own config (and so its own empty results folder), not the installed checkout's.
     env = {**os.environ, "ANISOTROPY_BOOK_CONFIG": str(repo / "config.yaml")}
-    proc = subprocess.Popen(
+    code, seconds, peak_mb, log = run_tracking_memory(
         [str(JB), "build", str(repo), "-W", "--keep-going", "-n"],
         cwd=repo,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        merge_stderr=True,
     )
-    peak = 0
-    lines: list[str] = []
-    import threading
-
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
-    reader.join()
     if not (repo / "results" / "models").is_dir():
         sys.exit(
             "the build did not use the copy's results folder; the measurement would not be cold"
         )
-    seconds = time.perf_counter() - t
-    log = "".join(lines)
-    if proc.returncode != 0:
+    if code != 0:
         sys.exit(f"build failed:\n{log[-4000:]}")
-    return seconds, peak / 2**20, log
+    return seconds, peak_mb, log
 
 
 def main() -> None:

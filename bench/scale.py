@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import psutil
 import yaml
+from _measure import run_tracking_memory
 
 from helpers.analysis import embed_splits, measure_embeddings
 from helpers.config import load_config
@@ -57,29 +55,12 @@ def write_config(folder: Path, cap: int | None) -> Path:
 
 def run_measured(args: list[str]) -> tuple[float, float, str]:
     """Run ``python -m helpers ARGS``; return (seconds, peak RSS of its process tree in MB, stdout)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "helpers", *args],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        text=True,
+    code, seconds, peak_mb, out = run_tracking_memory(
+        [sys.executable, "-m", "helpers", *args], cwd=ROOT, env=ENV
     )
-    out: list[str] = []
-    reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
-    reader.start()
-    root, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
-    reader.join()
-    if proc.returncode != 0:
-        sys.exit(f"python -m helpers {' '.join(args)} failed with exit code {proc.returncode}")
-    return time.perf_counter() - started, peak / 2**20, "".join(out)
+    if code != 0:
+        sys.exit(f"python -m helpers {' '.join(args)} failed with exit code {code}")
+    return seconds, peak_mb, out
 
 
 def metrics_step(config: Path) -> tuple[int, float, float]:

@@ -56,18 +56,26 @@ def cache_path(cache_dir: Path, kind: str, encoder: Encoder, texts: Sequence[str
     return Path(cache_dir) / f"{kind}-{key}.npz"
 
 
-def _load_cached(path: Path, n_rows: int, axis: int) -> np.ndarray | None:
+def _load_verified(path: Path, check, warning: str) -> np.ndarray | None:
+    """``check(arrays)`` of a cache file; ``None`` if it is absent, or unsound (then deleted)."""
     if not path.exists():
         return None
     try:
-        vectors = load_arrays(path)["vectors"]
+        return check(load_arrays(path))  # load_arrays verifies the checksum
+    except (CorruptCacheError, KeyError) as exc:
+        log.warning(warning, exc)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _load_cached(path: Path, n_rows: int, axis: int) -> np.ndarray | None:
+    def check(arrays):
+        vectors = arrays["vectors"]
         if vectors.shape[axis] != n_rows:
             raise CorruptCacheError(f"{path}: holds {vectors.shape[axis]} rows, expected {n_rows}")
         return vectors
-    except (CorruptCacheError, KeyError) as exc:
-        log.warning("ignoring corrupt embedding cache and recomputing: %s", exc)
-        path.unlink(missing_ok=True)
-        return None
+
+    return _load_verified(path, check, "ignoring corrupt embedding cache and recomputing: %s")
 
 
 def count_truncated(encoder: Encoder, texts: Sequence[str]) -> int:
@@ -286,10 +294,8 @@ class ShardedTexts:
 
 def _load_shard(path: Path, texts: list[str]) -> np.ndarray | None:
     """A shard's vectors if its file is sound and holds ``texts``; else ``None`` (and it is deleted)."""
-    if not path.exists():
-        return None
-    try:
-        arrays = load_arrays(path)  # verifies the checksum
+
+    def check(arrays):
         vectors = arrays["vectors"]
         if vectors.ndim != 2 or len(vectors) != len(texts):
             raise CorruptCacheError(
@@ -298,10 +304,8 @@ def _load_shard(path: Path, texts: list[str]) -> np.ndarray | None:
         if str(arrays["texts_sha256"]) != texts_hash(texts):
             raise CorruptCacheError(f"{path}: holds the vectors of other texts")
         return vectors
-    except (CorruptCacheError, KeyError) as exc:
-        log.warning("recomputing a corrupt embedding shard: %s", exc)
-        path.unlink(missing_ok=True)
-        return None
+
+    return _load_verified(path, check, "recomputing a corrupt embedding shard: %s")
 
 
 def plan_shards(

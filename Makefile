@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JB_FLAGS := -W --keep-going -n
 
-.PHONY: book site models test lint install browser notebooks sync clean clean-results bench
+.PHONY: book site models pdf test lint install browser notebooks sync clean clean-results bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "This book needs Python 3.11 or newer (Altair 6 requires it); found " + sys.version.split()[0] + ". Install Python 3.11+ and run again, e.g. make book PYTHON=python3.11")'
@@ -37,11 +37,18 @@ models: $(STAMP)
 site: $(STAMP)
 	$(BIN)/jupyter-book build $(BOOK) $(JB_FLAGS)
 
-## Chromium for the browser check (Debian package; needs root or sudo).
+## The printable book, _build/pdf/book.pdf: every page in table-of-contents order, printed by
+## Debian's Chromium. Run after `make book`: the single-page edition reuses its execution cache.
+pdf: models browser
+	$(BIN)/jupyter-book build $(BOOK) --builder singlehtml $(JB_FLAGS)
+	$(BIN)/python tools/print_book.py $(BOOK)/_build/singlehtml $(BOOK)/_build/pdf/book.pdf
+
+## Chromium for the browser check and the PDF, poppler-utils to read the PDF back
+## (Debian packages; needs root or sudo).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v pdftotext; } >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium poppler-utils >/dev/null; }
 
 ## Unit and property tests, ruff, a strict build of the real book, a browser check of every page.
 test: $(STAMP) browser

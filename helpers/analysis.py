@@ -192,6 +192,36 @@ def correct_by_chunk(emb: SplitEmbeddings, splits, k: int = 5) -> np.ndarray:
     return (result.predictions == y_test).astype(float)
 
 
+def neighbour_lists(neighbours: dict[str, np.ndarray], queries: np.ndarray, splits) -> pd.DataFrame:
+    """Long table of each query's nearest training chunks under each model.
+
+    ``neighbours`` maps a model name to the ``(indices, cosines)`` pair that
+    :func:`helpers.geometry.nearest_neighbours` returns for the held-out chunks;
+    ``queries`` are held-out indices. Columns: ``query``,
+    ``model``, ``rank`` (1 = nearest), ``subject``, ``text``, ``cosine``, ``same`` (1 where
+    the neighbour's subject is the query's).
+    """
+    train_subjects = np.asarray(splits["train"]["subject"])
+    train_texts = list(splits["train"]["text"])
+    test_subjects = np.asarray(splits["test"]["subject"])
+    rows = []
+    for model, (indices, cosines) in neighbours.items():
+        for q in queries:
+            for rank, (j, c) in enumerate(zip(indices[q], cosines[q]), start=1):
+                rows.append(
+                    {
+                        "query": int(q),
+                        "model": model,
+                        "rank": rank,
+                        "subject": str(train_subjects[j]),
+                        "text": train_texts[j],
+                        "cosine": float(c),
+                        "same": int(train_subjects[j] == test_subjects[q]),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def silhouette_by_chunk(emb: SplitEmbeddings, splits) -> np.ndarray:
     """Each held-out chunk's silhouette under cosine distance (its subject against the rest).
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import warnings
 from collections.abc import Sequence
 
 import altair as alt
@@ -219,22 +220,163 @@ def projection_panels(
     return panels
 
 
-def projection_grid(
-    panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]], width: int = 260, height: int = 250
-) -> alt.HConcatChart:
-    """Side-by-side projections (one per model) of the same texts; each panel has its own PCA axes."""
-    charts = [
-        projection_scatter(
-            frame,
-            axis_title(1, shares[0]),
-            axis_title(2, shares[1]),
-            title=name,
-            width=width,
-            height=height,
+NO_FRAME = {"stroke": None}  # text-only views: no box around them
+FADED = "#c9ced6"  # unselected points: light grey, visible on the chart card in both themes
+
+
+def linked_frame(panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]]) -> pd.DataFrame:
+    """One row per chunk with its coordinates in every panel (``x0, y0, x1, y1, ...``).
+
+    All panels show the same chunks in the same order, so a selection made on one panel's
+    coordinates can be tested on every row, whichever panel it was drawn in.
+    """
+    first = panels[0][0]
+    wide = pd.DataFrame(
+        {"chunk": np.arange(len(first)), "subject": first["subject"], "snippet": first["snippet"]}
+    )
+    for i, (frame, _, _) in enumerate(panels):
+        if (
+            len(frame) != len(first)
+            or not (frame["subject"].values == first["subject"].values).all()
+        ):
+            raise ValueError("every panel must show the same chunks in the same order")
+        wide[f"x{i}"], wide[f"y{i}"] = frame["x"].to_numpy(), frame["y"].to_numpy()
+    return wide
+
+
+def selected_chunks_table(data: pd.DataFrame, selected, rows: int = 8, width: int = 500):
+    """The chunks that pass ``selected``: a count line, then the first ``rows`` of them (subject: text)."""
+    base = alt.Chart(data).transform_filter(selected)
+    count = (
+        base.transform_aggregate(n="count()")
+        .transform_calculate(line=f"datum.n + ' of {len(data)} chunks selected'")
+        .mark_text(align="left", baseline="top", x=0, y=0, fontWeight="bold", fontSize=12)
+        .encode(text="line:N")
+        .properties(width=width, height=16, view=NO_FRAME)
+    )
+    table = (
+        base.transform_window(row="row_number()")
+        .transform_filter(alt.datum.row <= rows)
+        .transform_calculate(line="datum.subject + ': ' + datum.snippet")
+        .mark_text(align="left", x=0, fontSize=11, limit=width)
+        .encode(
+            y=alt.Y("row:O", axis=None),
+            text="line:N",
+            # Same scale as the panels, so the legends merge (legend=None here would hide theirs).
+            color=alt.Color("subject:N", scale=subject_colors(data["subject"]), title="Subject"),
         )
-        for frame, shares, name in panels
+        .properties(width=width, height=15 * rows, view=NO_FRAME)
+    )
+    return alt.vconcat(count, table, spacing=4)
+
+
+def projection_grid(
+    panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]],
+    width: int = 260,
+    height: int = 250,
+    table_rows: int = 8,
+) -> alt.VConcatChart:
+    """Side-by-side projections (one per model) of the same chunks, linked, with a table below.
+
+    Each panel has its own PCA axes. Dragging a rectangle in any panel selects those chunks
+    in every panel (the rest turn grey) and lists them in the table; clicking a subject in
+    the legend keeps only that subject (shift-click adds more; double-click a panel to clear).
+    """
+    data = linked_frame(panels)
+    colors = subject_colors(data["subject"])
+    brush = alt.selection_interval(name="brush", resolve="global")
+    pick = alt.selection_point(name="legend_subject", fields=["subject"], bind="legend")
+    selected = brush & pick
+    views = [
+        alt.Chart(data, title=name)
+        .mark_point()
+        .encode(
+            x=alt.X(
+                f"x{i}:Q", title=axis_title(1, shares[0]), scale=alt.Scale(zero=False, nice=False)
+            ),
+            y=alt.Y(
+                f"y{i}:Q", title=axis_title(2, shares[1]), scale=alt.Scale(zero=False, nice=False)
+            ),
+            color=alt.condition(
+                selected, alt.Color("subject:N", scale=colors, title="Subject"), alt.value(FADED)
+            ),
+            shape=alt.Shape("subject:N", title="Subject", scale=alt.Scale(domain=colors.domain)),
+            opacity=alt.condition(selected, alt.value(0.85), alt.value(0.35)),
+            tooltip=[alt.Tooltip("subject:N"), alt.Tooltip("snippet:N", title="chunk")],
+        )
+        .properties(width=width, height=height)
+        for i, (_, shares, name) in enumerate(panels)
     ]
-    return alt.hconcat(*charts).resolve_scale(x="independent", y="independent")
+    # Parameters added to the row reach every panel as one linked selection. Altair warns
+    # that it merged identical parameters across panels: here the merge is the point.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Automatically deduplicated selection parameter")
+        grid = alt.hconcat(*views).add_params(brush, pick)
+    grid = grid.resolve_scale(x="independent", y="independent")
+    table_width = (width + 40) * len(panels)
+    return alt.vconcat(grid, selected_chunks_table(data, selected, table_rows, table_width))
+
+
+def neighbour_explorer(
+    queries: pd.DataFrame, neighbours: pd.DataFrame, default: int, width: int = 560
+) -> alt.VConcatChart:
+    """Pick a held-out chunk from a menu; see its nearest training chunks under each model.
+
+    ``queries``: columns ``query`` (id), ``subject``, ``text``. ``neighbours``
+    (:func:`helpers.analysis.neighbour_lists`): columns ``query``, ``model``, ``rank``
+    (1 = nearest), ``subject``, ``text``, ``cosine``, ``same`` (1 where the neighbour shares
+    the query's subject). ``default`` is the id shown first (and in the static picture).
+    """
+    queries = queries.assign(snippet=[snippet(t, 20) for t in queries["text"]])
+    neighbours = neighbours.drop(columns="text").assign(
+        snippet=[snippet(t, 20) for t in neighbours["text"]]
+    )
+    options = queries["query"].tolist()
+    labels = [f"{s}: {snippet(t, 9)}" for s, t in zip(queries["subject"], queries["text"])]
+    query = alt.param(
+        name="query",
+        value=default,
+        bind=alt.binding_select(options=options, labels=labels, name="Held-out chunk: "),
+    )
+    colors = subject_colors(pd.concat([queries["subject"], neighbours["subject"]]))
+    chosen = (
+        alt.Chart(queries.drop(columns="text"))
+        .transform_filter(alt.datum.query == query)
+        .transform_calculate(line="'Chosen (' + datum.subject + '): ' + datum.snippet")
+        .mark_text(
+            align="left", baseline="top", x=0, y=0, fontSize=12, fontWeight="bold", limit=width
+        )
+        .encode(text="line:N")
+        .properties(width=width, height=18, view=NO_FRAME)
+    )
+    blocks = [chosen]
+    for model in neighbours["model"].unique():
+        rows = alt.Chart(neighbours).transform_filter(
+            (alt.datum.query == query) & (alt.datum.model == model)
+        )
+        k = int(neighbours["rank"].max())
+        summary = (
+            rows.transform_aggregate(same="sum(same)")
+            .transform_calculate(line=f"'{model}: ' + datum.same + ' of {k} share its subject'")
+            .mark_text(align="left", baseline="top", x=0, y=0, fontSize=12, fontWeight="bold")
+            .encode(text="line:N")
+            .properties(width=width, height=16, view=NO_FRAME)
+        )
+        listed = (
+            rows.transform_calculate(
+                line="datum.rank + '.  ' + format(datum.cosine, '.2f') + '  ' + datum.subject"
+                " + ': ' + datum.snippet"
+            )
+            .mark_text(align="left", x=0, fontSize=11, limit=width)
+            .encode(
+                y=alt.Y("rank:O", axis=None),
+                text="line:N",
+                color=alt.Color("subject:N", scale=colors, legend=None),
+            )
+            .properties(width=width, height=16 * k, view=NO_FRAME)
+        )
+        blocks += [summary, listed]
+    return alt.vconcat(*blocks, spacing=6).add_params(query)
 
 
 def cosine_distributions(

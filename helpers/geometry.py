@@ -36,7 +36,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, silhouette_samples
 from sklearn.model_selection import train_test_split
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -405,6 +405,23 @@ def knn_classification(X_train, y_train, X_test, y_test, k: int = 5) -> Classifi
         return _classify(
             KNeighborsClassifier(n_neighbors=k, metric="cosine"), X_train, y_train, X_test, y_test
         )
+
+
+def nearest_neighbours(X_train, X_test, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of each test row's ``k`` nearest training rows by cosine, and their cosines.
+
+    These are the neighbours :func:`knn_classification` votes among (same metric, same
+    search). Rows of both arrays are ``(n_test, k)``, nearest first.
+
+    >>> X_train = np.array([[1.0, 0], [0, 1], [1, 1]])
+    >>> idx, cos = nearest_neighbours(X_train, np.array([[2.0, 0.1]]), k=2)
+    >>> idx.tolist(), cos.round(2).tolist()
+    ([[0, 2]], [[1.0, 0.74]])
+    """
+    with pairwise_memory(len(X_train)):
+        search = NearestNeighbors(n_neighbors=k, metric="cosine").fit(unit_rows(X_train))
+        distances, indices = search.kneighbors(unit_rows(X_test))
+    return indices, 1.0 - distances
 
 
 def probe_classification(X_train, y_train, X_test, y_test, C: float = 1.0) -> Classification:

@@ -10,28 +10,20 @@ charts that did not render. Saves desktop and phone-width screenshots under
 
 from __future__ import annotations
 
-import functools
-import http.server
-import socketserver
 import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from browser import (  # noqa: E402
+    CHARTS_SETTLED,
+    LOOPBACK,
+    block_network,
+    launch,
+    open_page,
+    serve,
+)
 
 
 @dataclass
@@ -52,38 +44,6 @@ class PageReport:
         out += [f"chart not rendered: {c}" for c in self.broken_charts]
         out += [self.math_problem] if self.math_problem else []
         return [f"{self.page}: {p}" for p in out]
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@contextmanager
-def serve(root: Path):
-    """Serve ``root`` on an ephemeral loopback port; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{httpd.server_address[1]}"
-        finally:
-            httpd.shutdown()
-
-
-def block_network(page, blocked: list[str]) -> None:
-    """Let ``page`` load only loopback (and data/blob) URLs; record and abort everything else."""
-
-    def route(r):
-        host = urlparse(r.request.url).hostname or ""
-        if r.request.url.startswith(("data:", "blob:", "about:")) or host in LOOPBACK:
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
 
 
 def pages_of(root: Path) -> list[str]:
@@ -113,7 +73,7 @@ def check_site(root: Path, screenshots: Path | None = None) -> list[PageReport]:
 
     reports = []
     with serve(root) as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch(pw)
         for name in pages_of(root):
             report = PageReport(name)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -147,11 +107,7 @@ def check_site(root: Path, screenshots: Path | None = None) -> list[PageReport]:
             page.wait_for_timeout(400)
             charts = page.evaluate(CHART_CHECK)
             if charts:
-                page.wait_for_function(
-                    "() => document.querySelectorAll('.book-chart').length === "
-                    "document.querySelectorAll('.book-chart-interactive, .book-chart-failed').length",
-                    timeout=20000,
-                )
+                page.wait_for_function(CHARTS_SETTLED, timeout=20000)
                 charts = page.evaluate(CHART_CHECK)
             report.charts = len(charts)
             n_math = page.evaluate("() => document.querySelectorAll('span.math, div.math').length")
@@ -182,21 +138,107 @@ def check_site(root: Path, screenshots: Path | None = None) -> list[PageReport]:
 
 def hover_first_point(root: Path, page_name: str) -> str:
     """Hover the first point of the first scatter chart on ``page_name``; return the tooltip's text."""
-    from playwright.sync_api import sync_playwright
-
-    with serve(root) as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        block_network(page, [])
-        page.goto(f"{base}/{page_name}", wait_until="load")
-        page.wait_for_selector(".book-chart-interactive")
+    with open_page(root, page_name) as page:
         point = page.locator(".book-chart-live g.mark-symbol path").first
         point.scroll_into_view_if_needed()
         point.hover(force=True)
         page.wait_for_selector("#vg-tooltip-element.visible", timeout=5000)
-        text = page.inner_text("#vg-tooltip-element")
-        browser.close()
-        return text
+        return page.inner_text("#vg-tooltip-element")
+
+
+# Per panel of a linked projection (scatter marks, not legend symbols): how many points,
+# and how many keep a subject colour (the rest are drawn in the faded grey).
+PANEL_POINTS = """
+([chart, faded]) => Array.from(document.querySelectorAll(chart + ' .book-chart-live g.mark-symbol.role-mark'))
+  .map(g => {
+    const paths = Array.from(g.querySelectorAll('path'));
+    return {n: paths.length, coloured: paths.filter(p => (p.getAttribute('fill') || '').toLowerCase() !== faded).length};
+  })
+"""
+TEXT_LINES = """
+(chart) => Array.from(document.querySelectorAll(chart + ' .book-chart-live g.mark-text.role-mark text'))
+  .map(t => t.textContent)
+"""
+
+
+@dataclass
+class LinkedViewState:
+    """What a linked projection shows: per panel (points, coloured points) and its text lines."""
+
+    panels: list[tuple[int, int]]
+    lines: list[str]
+
+    @property
+    def selected_line(self) -> str:
+        return next((line for line in self.lines if "chunks selected" in line), "")
+
+    @property
+    def listed(self) -> list[str]:
+        return [line for line in self.lines if ": " in line and "chunks selected" not in line]
+
+
+def _linked_state(page, chart: str, faded: str) -> LinkedViewState:
+    panels = page.evaluate(PANEL_POINTS, [chart, faded.lower()])
+    return LinkedViewState(
+        [(p["n"], p["coloured"]) for p in panels], page.evaluate(TEXT_LINES, chart)
+    )
+
+
+def drive_linked_view(root: Path, page_name: str, figure_id: str, faded: str) -> dict:
+    """Brush in the first panel, then clear and click the first legend entry, in a real browser.
+
+    Returns the chart's state ``before``, ``brushed`` (a rectangle over about the top-left
+    quarter of the first panel's points) and ``legend`` (first legend entry clicked), plus the
+    ``subject`` that entry names.
+    """
+    chart = f"#{figure_id} .book-chart"
+    with open_page(root, page_name, height=1400) as page:
+        page.locator(chart).scroll_into_view_if_needed()
+        before = _linked_state(page, chart, faded)
+        marks = page.locator(f"{chart} .book-chart-live g.mark-symbol.role-mark").first
+        box = marks.bounding_box()
+        # Start inside the plotting area: points at the edge stick out of it by their radius.
+        page.mouse.move(box["x"] + 0.05 * box["width"], box["y"] + 0.05 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=8)
+        page.mouse.up()
+        page.wait_for_timeout(300)
+        brushed = _linked_state(page, chart, faded)
+        page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_timeout(300)
+        label = page.locator(f"{chart} .book-chart-live g.role-legend-label text").first
+        subject = label.text_content()
+        label.click()
+        page.wait_for_timeout(300)
+        legend = _linked_state(page, chart, faded)
+    return {"before": before, "brushed": brushed, "legend": legend, "subject": subject}
+
+
+def drive_neighbour_explorer(root: Path, page_name: str, figure_id: str) -> dict:
+    """Pick another chunk in the explorer's menu, as a reader would.
+
+    Returns the menu's ``options``, the ``picked`` one, and the chart's text lines
+    ``before`` and ``after``.
+    """
+    chart = f"#{figure_id} .book-chart"
+    with open_page(root, page_name) as page:
+        menu = page.locator(f"{chart} select")
+        options = menu.locator("option")
+        current = menu.input_value()
+        index = next(
+            i for i in range(options.count()) if options.nth(i).get_attribute("value") != current
+        )
+        picked, labels = options.nth(index).text_content(), options.all_text_contents()
+        before = page.evaluate(TEXT_LINES, chart)
+        menu.select_option(index=index)
+        page.wait_for_timeout(300)
+        after = page.evaluate(TEXT_LINES, chart)
+    return {
+        "options": labels,
+        "picked": picked,
+        "before": before,
+        "after": after,
+    }
 
 
 if __name__ == "__main__":

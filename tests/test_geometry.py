@@ -367,3 +367,20 @@ def test_geometry_report_keys_and_ranges():
     assert -1 <= d["mean_cosine"] <= 1 and 0 <= d["isoscore"] <= d["isoscore_ceiling"] + 1e-9
     assert 0 <= d["knn_accuracy"] <= 1 and 0 <= d["probe_accuracy"] <= 1
     assert d["within_cosine"] > d["between_cosine"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 7))
+def test_nearest_neighbours_are_the_brute_force_ones_and_carry_the_knn_vote(seed, k):
+    rng = np.random.default_rng(seed)
+    X_train, X_test = rng.normal(size=(40, 6)), rng.normal(size=(9, 6))
+    y_train = rng.choice(["a", "b", "c"], size=40)
+    idx, cos = g.nearest_neighbours(X_train, X_test, k=k)
+    full = g.unit_rows(X_test) @ g.unit_rows(X_train).T
+    np.testing.assert_allclose(cos, np.sort(full, axis=1)[:, ::-1][:, :k], atol=1e-9)
+    np.testing.assert_allclose(np.take_along_axis(full, idx, axis=1), cos, atol=1e-9)
+    # k-NN's prediction is a label with the most votes among exactly these neighbours.
+    pred = g.knn_classification(X_train, y_train, X_test, np.array(["a"] * 9), k=k).predictions
+    for row, p in zip(idx, pred):
+        votes = {lab: (y_train[row] == lab).sum() for lab in "abc"}
+        assert votes[p] == max(votes.values())

@@ -1,4 +1,4 @@
-"""ruff: the package, tests and benchmarks (line length 100), and the chapters' code
+"""ruff: the package, tests, benchmarks and tools (line length 100), and the chapters' code
 (line length 88), read through the chapters' notebook form as Jupytext writes it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUFF = Path(sys.executable).parent / "ruff"
-CODE = ["helpers", "tests", "bench"]
+CODE = ["helpers", "tests", "bench", "tools"]
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:

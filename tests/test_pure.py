@@ -302,3 +302,78 @@ def test_a_chapter_run_replaces_its_earlier_claims(tmp_path, monkeypatch, write_
     monkeypatch.setitem(book._STATE, "groups", set())  # a new process: chapter 4 runs again
     book.claim("ch4_new", True, "the new sentence")
     assert sorted(book.read_claims(cfg)) == ["ch4_new", "ch5_kept"]
+
+
+def _toy_panels(n=30, models=("A", "B", "C")):
+    from helpers import charts
+
+    rng = np.random.default_rng(0)
+    subjects = np.array(["bio", "chem", "hist"] * (n // 3))
+    texts = [f"chunk {i} of {s}" for i, s in enumerate(subjects)]
+    embeddings = {m: rng.normal(size=(n, 8)) for m in models}
+    return charts.projection_panels(embeddings, subjects, texts), subjects, texts
+
+
+def test_projection_grid_links_every_panel_and_the_table():
+    from helpers import charts
+
+    charts.setup_altair(["bio", "chem", "hist"])
+    panels, subjects, _ = _toy_panels()
+    spec = charts.projection_grid(panels).to_dict()
+    params = {p["name"]: p for p in spec["params"]}
+    assert set(params) == {"brush", "legend_subject"}
+    assert params["legend_subject"]["bind"] == "legend"
+    # One linked selection over all three panels, not one per panel.
+    assert len(params["brush"]["views"]) == len(params["legend_subject"]["views"]) == 3
+    rows = spec["datasets"][next(iter(spec["datasets"]))]
+    assert {"x0", "y0", "x2", "y2", "subject", "snippet"} <= set(rows[0])
+    assert [r["subject"] for r in rows] == list(subjects)
+
+
+def test_linked_frame_refuses_panels_of_different_chunks():
+    from helpers import charts
+
+    panels, _, _ = _toy_panels()
+    frame, shares, name = panels[1]
+    with pytest.raises(ValueError, match="same chunks"):
+        charts.linked_frame([panels[0], (frame.iloc[::-1], shares, name)])
+
+
+def test_neighbour_explorer_offers_each_query_and_lists_k_per_model():
+    import pandas as pd
+
+    from helpers import charts
+    from helpers.analysis import neighbour_lists
+    from helpers.geometry import nearest_neighbours
+
+    rng = np.random.default_rng(0)
+    subjects = np.array(["bio", "chem"] * 10)
+    texts = [f"text {i}" for i in range(20)]
+    splits = {
+        "train": {"subject": list(subjects[:14]), "text": texts[:14]},
+        "test": {"subject": list(subjects[14:]), "text": texts[14:]},
+    }
+    X = rng.normal(size=(20, 5))
+    neighbours = {
+        "m1": nearest_neighbours(X[:14], X[14:], k=3),
+        "m2": nearest_neighbours(-X[:14], X[14:], k=3),
+    }
+    queries = np.array([0, 3, 5])
+    lists = neighbour_lists(neighbours, queries, splits)
+    assert len(lists) == 2 * 3 * 3
+    assert set(lists["rank"]) == {1, 2, 3}
+    first = lists[(lists["query"] == 3) & (lists["model"] == "m1")].sort_values("rank")
+    assert first["text"].iloc[0] == texts[neighbours["m1"][0][3, 0]]
+    same = first["same"].to_numpy()
+    assert (same == (first["subject"].to_numpy() == subjects[14 + 3])).all()
+    frame = pd.DataFrame(
+        {
+            "query": queries,
+            "subject": subjects[14 + queries],
+            "text": [texts[14 + q] for q in queries],
+        }
+    )
+    spec = charts.neighbour_explorer(frame, lists, default=3).to_dict()
+    (param,) = [p for p in spec["params"] if p["name"] == "query"]
+    assert param["value"] == 3 and param["bind"]["options"] == [0, 3, 5]
+    assert len(param["bind"]["labels"]) == 3

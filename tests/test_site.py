@@ -8,6 +8,7 @@ _build/test-build so that it never mixes with `make book`'s execution cache.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
-from sitecheck import check_site, hover_first_point
+from sitecheck import (
+    check_site,
+    drive_linked_view,
+    drive_neighbour_explorer,
+    hover_first_point,
+)
+
+from helpers.charts import FADED
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "test-build"
@@ -35,7 +43,7 @@ def _can_unshare() -> bool:
     return probe.returncode == 0
 
 
-def build_book(log_path: Path) -> tuple[int, float]:
+def build_book(log_path: Path, builder: str = "html") -> tuple[int, float]:
     env = {
         **os.environ,
         "ANISOTROPY_BOOK_CONFIG": str(ROOT / "tests" / "book-config.yaml"),
@@ -44,7 +52,7 @@ def build_book(log_path: Path) -> tuple[int, float]:
         ),
         "HF_HUB_OFFLINE": "1",
     }
-    cmd = f"'{JB}' build '{ROOT}' --path-output '{OUT}' -W --keep-going -n"
+    cmd = f"'{JB}' build '{ROOT}' --path-output '{OUT}' --builder {builder} -W --keep-going -n"
     if _can_unshare():
         cmd = f'unshare -n sh -c "ip link set lo up && {cmd}"'
     started = time.perf_counter()
@@ -96,6 +104,44 @@ def test_every_page_renders_offline(built_site):
 def test_tooltip_shows_subject_and_chunk(built_site):
     text = hover_first_point(HTML, "chapters/04-bert-vs-contrastive.html")
     assert "subject" in text and "chunk" in text, text
+
+
+@pytest.mark.parametrize(
+    "page, figure",
+    [
+        ("chapters/04-bert-vs-contrastive.html", "fig-cmp-pca"),
+        ("chapters/05-contrastive-finetuning.html", "fig-ft-pca"),
+    ],
+)
+def test_linked_panels_follow_a_brush_and_the_legend(built_site, page, figure):
+    seen = drive_linked_view(HTML, page, figure, FADED)
+    before, brushed, legend = seen["before"], seen["brushed"], seen["legend"]
+    n = before.panels[0][0]
+    assert len(before.panels) >= 2
+    assert before.panels == [(n, n)] * len(before.panels), "nothing selected: every point coloured"
+    assert before.selected_line == f"{n} of {n} chunks selected"
+    # A rectangle in the first panel keeps the same chunks coloured in every panel.
+    k = brushed.panels[0][1]
+    assert 0 < k < n, brushed.panels
+    assert brushed.panels == [(n, k)] * len(before.panels), brushed.panels
+    assert brushed.selected_line == f"{k} of {n} chunks selected"
+    assert brushed.listed and brushed.listed != before.listed
+    # A legend click keeps one subject, in every panel and in the table.
+    m = legend.panels[0][1]
+    assert 0 < m < n and legend.panels == [(n, m)] * len(before.panels), legend.panels
+    assert legend.listed and all(line.startswith(f"{seen['subject']}: ") for line in legend.listed)
+
+
+def test_neighbour_explorer_follows_its_menu(built_site):
+    seen = drive_neighbour_explorer(
+        HTML, "chapters/04-bert-vs-contrastive.html", "fig-cmp-neighbours"
+    )
+    assert len(seen["options"]) >= 2
+    subject = seen["picked"].split(": ")[0]
+    assert seen["after"][0].startswith(f"Chosen ({subject}): "), seen["after"][:1]
+    assert seen["after"] != seen["before"]
+    ranked = [line for line in seen["after"] if line[:1].isdigit() and ".  " in line]
+    assert len(ranked) == 2 * 5, "five neighbours under each of the two models"
 
 
 def test_no_cdn_for_charts_or_math(built_site):
@@ -173,3 +219,42 @@ def test_launch_buttons_open_something_that_works(built_site):
     page = (HTML / "chapters" / "03-where-the-cone-comes-from.html").read_text(errors="replace")
     assert "colab.research.google.com" not in page
     assert "mybinder.org" in page
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_printed_book_has_every_chapter_and_vector_charts(built_site):
+    """`make pdf`'s two steps on the test build: the single-page edition, then Chromium prints it."""
+    code, _ = build_book(OUT / "build-singlehtml.log", builder="singlehtml")
+    assert code == 0, (OUT / "build-singlehtml.log").read_text()[-3000:]
+    pdf = OUT / "_build" / "pdf" / "book.pdf"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "print_book.py"),
+            str(OUT / "_build" / "singlehtml"),
+            str(pdf),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = _words(
+        subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    )
+    for chapter in sorted((ROOT / "chapters").glob("*.md")):
+        title = next(line[2:] for line in chapter.read_text().splitlines() if line.startswith("# "))
+        assert _words(title) in text, f"chapter title missing from the PDF: {title}"
+    assert "Contents" in text
+    # Charts are vector graphics: their words are text in the PDF, and it holds no pictures.
+    summary = json.loads(pdf.with_suffix(".charts.json").read_text())
+    assert len(summary["charts"]) >= 15
+    for chart in summary["charts"]:
+        found = [w for w in chart["words"] if _words(w) in text]
+        assert len(found) >= len(chart["words"]) / 2, (chart["figure"], chart["words"])
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True)
+    assert len(images.stdout.splitlines()) == 2, "raster images in the PDF:\n" + images.stdout
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
+    assert int(re.search(r"Pages:\s+(\d+)", info).group(1)) > 20

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -29,11 +31,14 @@ PRINT_CSS = """
 @page { size: A4; margin: 16mm 14mm 18mm 14mm; }
 .bd-header, .bd-sidebar-primary, .bd-sidebar-secondary, .bd-header-article, .bd-footer,
 .bd-footer-article, .prev-next-area, .header-article, .vega-bindings, .theme-switch-button,
-.search-button, .headerlink, .skip-link { display: none !important; }
+.search-button, .headerlink, .skip-link, .jb-print-toc { display: none !important; }
 .bd-main .bd-content .bd-article-container { max-width: 100% !important; }
 span[id^="document-"] + section { break-before: page; }
 .book-chart, figure, table, .admonition { break-inside: avoid; }
-.book-chart { box-shadow: none !important; }
+/* Shadows print as pictures. :not(#print) lifts the rule above the theme's own !important ones. */
+:not(#print), :not(#print)::before, :not(#print)::after { box-shadow: none !important; text-shadow: none !important; }
+pre { white-space: pre-wrap !important; overflow-wrap: anywhere; }  /* long code lines wrap */
+.bd-article table { font-size: 0.85em; }
 #print-toc { break-after: page; }
 #print-toc h1 { margin-bottom: 0.8em; }
 #print-toc ol { list-style: none; padding-left: 0; }
@@ -52,28 +57,41 @@ ADD_TOC = """
   nav.innerHTML = '<h1>Contents</h1>';
   const list = document.createElement('ol');
   const titles = [];
+  // Chapters reuse section ids ("overview", "exercises"): give repeats their own, so each
+  // entry of the contents jumps to its own chapter.
+  const used = new Set();
+  const anchor = (el) => {
+    let id = el.id;
+    for (let n = 2; used.has(id); n++) id = el.id + '-' + n;
+    used.add(id);
+    el.id = id;
+    return id;
+  };
   for (const span of docs) {
     const section = span.nextElementSibling;
-    const h1 = section && section.querySelector('h1');
+    // The single page nests every document under the book's title, one heading level down.
+    const heading = (sec) => sec && sec.querySelector(':scope > h1, :scope > h2, :scope > h3');
+    const h1 = heading(section);
     if (!h1) continue;
     const title = h1.textContent.replace(/#$/, '').trim();
     titles.push(title);
     const item = document.createElement('li');
-    item.innerHTML = '<a href="#' + section.id + '">' + title + '</a>';
+    item.innerHTML = '<a href="#' + anchor(section) + '">' + title + '</a>';
     const sub = document.createElement('ol');
     for (const h2sec of section.querySelectorAll(':scope > section')) {
-      const h2 = h2sec.querySelector('h2');
+      const h2 = heading(h2sec);
       if (!h2) continue;
       const li = document.createElement('li');
-      li.innerHTML = '<a href="#' + h2sec.id + '">' + h2.textContent.replace(/#$/, '').trim() + '</a>';
+      li.innerHTML = '<a href="#' + anchor(h2sec) + '">' + h2.textContent.replace(/#$/, '').trim() + '</a>';
       sub.appendChild(li);
     }
     if (sub.children.length) item.appendChild(sub);
     list.appendChild(item);
   }
   nav.appendChild(list);
-  const first = docs.length ? docs[0] : document.querySelector('main section');
-  first.parentNode.insertBefore(nav, first);
+  // Under the book's title; the theme's printed list (chapters only, links to the web pages)
+  // is hidden by the print style.
+  document.querySelector('main h1').after(nav);
   return titles;
 }
 """
@@ -122,6 +140,13 @@ def print_book(site: Path, out: Path, page_name: str = "index.html") -> dict:
             f"{site / page_name} not found: build the single-page edition first "
             "(make pdf does: jupyter-book build . --builder singlehtml)"
         )
+    # Jupyter Book's index.html only redirects to the root document (book/intro.html), which
+    # Sphinx's single-page builder writes with links relative to the site's top folder: print a
+    # copy placed there.
+    redirect = re.search(r'url=([^"]+)"', (site / page_name).read_text(encoding="utf-8"))
+    if redirect:
+        page_name = "book-print.html"
+        shutil.copyfile(site / redirect.group(1), site / page_name)
     blocked: list[str] = []
     with serve(site) as base, sync_playwright() as pw:
         browser = launch(pw)

@@ -44,6 +44,8 @@ PALETTE = [
     "#B09A00",
 ]
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+NO_FRAME = {"stroke": None}  # text-only views: no box around them
+FADED = "#c9ced6"  # unselected points: light grey, visible on the chart card in both themes
 VL_VERSION = "6.4"  # Altair 6 emits Vega-Lite 6.4 specs; vl-convert bundles that version
 _subject_order: list[str] = []
 
@@ -184,22 +186,32 @@ def projection_scatter(
     height: int = 280,
     group_title: str = "Subject",
     item_title: str = "chunk",
+    x: str = "x",
+    y: str = "y",
+    selected=None,
 ) -> alt.Chart:
     """Scatter of a 2-D projection, coloured by subject, tooltips with subject and the chunk's first words.
 
     ``group_title`` and ``item_title`` rename the legend and tooltip for data that are not
-    subjects and chunks (the toy clouds of Chapter 2).
+    subjects and chunks (the toy clouds of Chapter 2). ``x`` and ``y`` name the coordinate
+    columns; with a ``selected`` predicate, points outside it are drawn faded.
     """
     colors = subject_colors(frame["subject"])
+    color = alt.Color("subject:N", scale=colors, title=group_title)
+    faded = {}
+    if selected is not None:
+        color = alt.condition(selected, color, alt.value(FADED))
+        faded = {"opacity": alt.condition(selected, alt.value(0.85), alt.value(0.35))}
     return (
         alt.Chart(frame, title=title)
         .mark_point()
         .encode(
-            x=alt.X("x:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)),
-            y=alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)),
-            color=alt.Color("subject:N", scale=colors, title=group_title),
+            x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False, nice=False)),
+            y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(zero=False, nice=False)),
+            color=color,
             # Same domain as the colours, so Vega-Lite draws one merged legend.
             shape=alt.Shape("subject:N", title=group_title, scale=alt.Scale(domain=colors.domain)),
+            **faded,
             tooltip=[
                 alt.Tooltip("subject:N", title=group_title.lower()),
                 alt.Tooltip("snippet:N", title=item_title),
@@ -220,10 +232,6 @@ def projection_panels(
     return panels
 
 
-NO_FRAME = {"stroke": None}  # text-only views: no box around them
-FADED = "#c9ced6"  # unselected points: light grey, visible on the chart card in both themes
-
-
 def linked_frame(panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]]) -> pd.DataFrame:
     """One row per chunk with its coordinates in every panel (``x0, y0, x1, y1, ...``).
 
@@ -231,9 +239,7 @@ def linked_frame(panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]]) -> pd.D
     coordinates can be tested on every row, whichever panel it was drawn in.
     """
     first = panels[0][0]
-    wide = pd.DataFrame(
-        {"chunk": np.arange(len(first)), "subject": first["subject"], "snippet": first["snippet"]}
-    )
+    wide = first[["subject", "snippet"]].copy()
     for i, (frame, _, _) in enumerate(panels):
         if (
             len(frame) != len(first)
@@ -283,28 +289,21 @@ def projection_grid(
     the legend keeps only that subject (shift-click adds more; double-click a panel to clear).
     """
     data = linked_frame(panels)
-    colors = subject_colors(data["subject"])
     brush = alt.selection_interval(name="brush", resolve="global")
     pick = alt.selection_point(name="legend_subject", fields=["subject"], bind="legend")
     selected = brush & pick
     views = [
-        alt.Chart(data, title=name)
-        .mark_point()
-        .encode(
-            x=alt.X(
-                f"x{i}:Q", title=axis_title(1, shares[0]), scale=alt.Scale(zero=False, nice=False)
-            ),
-            y=alt.Y(
-                f"y{i}:Q", title=axis_title(2, shares[1]), scale=alt.Scale(zero=False, nice=False)
-            ),
-            color=alt.condition(
-                selected, alt.Color("subject:N", scale=colors, title="Subject"), alt.value(FADED)
-            ),
-            shape=alt.Shape("subject:N", title="Subject", scale=alt.Scale(domain=colors.domain)),
-            opacity=alt.condition(selected, alt.value(0.85), alt.value(0.35)),
-            tooltip=[alt.Tooltip("subject:N"), alt.Tooltip("snippet:N", title="chunk")],
+        projection_scatter(
+            data,
+            axis_title(1, shares[0]),
+            axis_title(2, shares[1]),
+            title=name,
+            width=width,
+            height=height,
+            x=f"x{i}",
+            y=f"y{i}",
+            selected=selected,
         )
-        .properties(width=width, height=height)
         for i, (_, shares, name) in enumerate(panels)
     ]
     # Parameters added to the row reach every panel as one linked selection. Altair warns

@@ -7,8 +7,15 @@ BOOK   ?= .
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JB_FLAGS := -W --keep-going -n
+FAST     := not slow and not site
 
-.PHONY: book site models pdf test lint install browser notebooks sync clean clean-results bench
+.DEFAULT_GOAL := help
+
+## This list: every target with what it does.
+help:
+	@awk '/^## /{doc = doc substr($$0, 4) " "; next} /^[a-z][a-z-]*:/{if (doc) {sub(":.*", "", $$1); printf "  make %-14s %s\n", $$1, doc}; doc = ""} !/^## /{doc = ""}' $(MAKEFILE_LIST)
+
+.PHONY: help book site models pdf test check lint install browser notebooks clean clean-results bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "This book needs Python 3.11 or newer (Altair 6 requires it); found " + sys.version.split()[0] + ". Install Python 3.11+ and run again, e.g. make book PYTHON=python3.11")'
@@ -19,6 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+## Create .venv and install the pinned package set (every other target does this first).
 install: $(STAMP)
 
 ## The site: train the models (progress bars), execute every chapter, build _build/html.
@@ -50,9 +58,17 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium poppler-utils >/dev/null; }
 
-## Unit and property tests, ruff, a strict build of the real book, a browser check of every page.
+## Everything (the README's test command, run by CI): all tests, a strict build of the real
+## book, the OpenStax claims, a browser check of every page; installs Chromium (root or sudo).
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --doctest-modules helpers tests
+
+## The fast loop before a commit (under 2 minutes, no browser, no sudo): ruff, the tests
+## that neither train nor build, and the doctests of helpers/.
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -m "$(FAST)" --doctest-modules helpers tests
 
 ## Only the ruff checks (package, tests, benchmarks and the chapters' code); part of `make test`.
 lint: $(STAMP)
@@ -62,13 +78,16 @@ lint: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/jupytext --sync chapters/*.md
 
+## The quick benchmarks (RESULT lines); the long ones are run by hand, see the README.
 bench: $(STAMP)
 	$(BIN)/python bench/embed_overhead.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/build_warm_cold.py
 
+## Remove the built site, notebooks and scripts (keeps trained models and caches).
 clean:
 	rm -rf _build notebooks scripts
 
+## Remove results/: trained models and embedding caches (the next build retrains).
 clean-results:
 	rm -rf results

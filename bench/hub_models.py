@@ -128,19 +128,25 @@ def encode_throughput(config: Path) -> tuple[float, int]:
 
 
 def build_book(repo: Path, env: dict) -> tuple[float, float, int, str]:
-    """Strict build of ``repo``; (seconds, peak RSS of the largest child process in MB, exit code, log)."""
+    """Train, then build ``repo`` strictly, as ``make book`` does.
+
+    Returns (seconds, peak RSS of the largest child process in MB, exit code, log).
+    """
     started = time.perf_counter()
-    proc = subprocess.run(
+    log = ""
+    for cmd in (
+        [sys.executable, "-m", "helpers", "train"],
         [str(JB), "build", str(repo), "-W", "--keep-going", "-n"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    ):
+        proc = subprocess.run(
+            cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        log += proc.stdout
+        if proc.returncode != 0:
+            break
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kilobytes on Linux
-    return seconds, peak_mb, proc.returncode, proc.stdout
+    return seconds, peak_mb, proc.returncode, log
 
 
 def claims_summary(config: Path, env: dict) -> str:

@@ -22,8 +22,8 @@ import yaml
 
 from helpers.config import DEFAULT_CONFIG, load_config
 from helpers.corpus import corpus_splits
-from helpers.models import model_path
-from helpers.names import FINETUNED
+from helpers.finetuning import finetuned_model
+from helpers.models import base_encoder, finetune_splits
 from helpers.pretraining import pretrained_model
 from helpers.training import TrainingLog
 
@@ -76,7 +76,9 @@ def main() -> None:
             return
         for loss in cfg.finetuning.losses:
             t = time.perf_counter()
-            ft = model_path(cfg, FINETUNED, splits, loss=loss)
+            base = base_encoder(cfg, splits, max_length=cfg.finetuning.max_length)
+            train = finetune_splits(cfg, splits)
+            ft = finetuned_model(cfg.finetuning, base, train, loss, cfg.models_dir)
             wall = time.perf_counter() - t
             log = TrainingLog.load(ft)
             steps = log.summary["steps"]

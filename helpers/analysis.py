@@ -101,9 +101,7 @@ def embed_corpus(
     >>> embed_splits(cfg, "contrastive", splits).test.shape == emb.test.shape  # doctest: +SKIP
     True
     """
-    enc = (
-        model if isinstance(model, Encoder) else role_encoder(cfg, model, splits, progress=progress)
-    )
+    enc = model if isinstance(model, Encoder) else role_encoder(cfg, model, splits)
     jobs = {
         name: plan_shards(enc, splits[name]["text"], cache_dir=cfg.cache_dir, shard_size=shard_size)
         for name in ("train", "test")

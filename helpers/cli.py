@@ -9,7 +9,10 @@
     python -m helpers train                  # every model the book trains, with progress bars
     python -m helpers claims   [--json] [--run]
 
-Errors in configuration or data end the command with exit code 2 and one clear message.
+Errors in configuration or data end the command with exit code 2 and one clear message;
+``claims`` exits 1 when a claim fails and 3 when ``--run`` could not execute a chapter.
+Only ``pretrain``, ``finetune``, ``train`` and ``claims --run`` train; every other command
+loads trained models and says which command trains one that is missing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 import time
 
 from .config import ConfigError, load_config
-from .names import ALL_ROLES, FINETUNED, LOSSES, TRANSFORMS
+from .names import ALL_ROLES, LOSSES, TRANSFORMS
 
 log = logging.getLogger("helpers")
 
@@ -155,11 +158,17 @@ def _cmd_pretrain(args) -> int:
 def _cmd_finetune(args) -> int:
     """Fine-tune (or reuse) the model; under ``torchrun`` every process trains, rank 0 reports."""
     from .corpus import corpus_splits
-    from .models import model_path
+    from .finetuning import finetuned_model
+    from .models import base_encoder, finetune_splits
     from .training import TrainingLog, is_main_process
 
     cfg = load_config(args.config)
-    path = model_path(cfg, FINETUNED, corpus_splits(cfg), loss=args.loss, progress=True)
+    splits = corpus_splits(cfg)
+    f = cfg.finetuning
+    base = base_encoder(cfg, splits, max_length=f.max_length)
+    loss = args.loss or f.losses[0]
+    train = finetune_splits(cfg, splits)
+    path = finetuned_model(f, base, train, loss, cfg.models_dir, progress=True)
     if not is_main_process():
         return 0
     print(f"fine-tuned model: {path}")
@@ -168,28 +177,25 @@ def _cmd_finetune(args) -> int:
     return 0
 
 
+def _train_all(cfg, *, out=None) -> None:
+    """Train (or reuse) every model of :func:`helpers.models.book_models`, with progress bars."""
+    from .corpus import corpus_splits
+    from .models import train_models
+
+    def report(model, path) -> None:
+        print(f"{model.label}: {cfg.shown(path)}", file=out or sys.stdout, flush=True)
+
+    train_models(cfg, corpus_splits(cfg), progress=True, report=report)
+
+
 def _cmd_train(args) -> int:
     """Train (or reuse) every model the chapters use, with progress bars."""
-    from .corpus import corpus_splits
-    from .models import model_path
-    from .names import ROLES, SMALL_BERT, TEMPERATURE_EPOCHS, TEMPERATURE_SCALES
-
-    cfg = load_config(args.config)
-    splits = corpus_splits(cfg)
-    for role in ROLES:
-        if getattr(cfg.models, role).name == SMALL_BERT:
-            print(f"{role}: {model_path(cfg, role, splits, progress=True)}")
-    for loss in cfg.finetuning.losses:
-        path = model_path(cfg, FINETUNED, splits, loss=loss, progress=True)
-        print(f"{FINETUNED} ({loss}): {path}")
-    for scale in TEMPERATURE_SCALES:  # Chapter 5's temperature study
-        update = {"scale": scale, "epochs": TEMPERATURE_EPOCHS}
-        settings = cfg.finetuning.model_copy(update=update)
-        path = model_path(
-            cfg, FINETUNED, splits, loss="multiple_negatives", settings=settings, progress=True
-        )
-        print(f"{FINETUNED} (multiple_negatives, scale {scale:g}): {path}")
+    _train_all(load_config(args.config))
     return 0
+
+
+#: Exit code of ``claims --run`` when a chapter failed to execute (1: a claim failed).
+CHAPTER_FAILED = 3
 
 
 def _cmd_claims(args) -> int:
@@ -197,10 +203,15 @@ def _cmd_claims(args) -> int:
 
     cfg = load_config(args.config)
     if args.run:
-        from .notebooks import execute_chapters
+        from .notebooks import ChapterError, execute_chapters
 
+        _train_all(cfg, out=sys.stderr)  # chapters only load models: train them first
         claims_file(cfg).unlink(missing_ok=True)  # only this run's claims count
-        execute_chapters(cfg.source)
+        try:
+            execute_chapters(cfg.source)
+        except ChapterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return CHAPTER_FAILED
     claims = read_claims(cfg)
     if not claims:
         print(
@@ -265,10 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the training summary as one JSON object"
     )
     p.set_defaults(func=_cmd_pretrain)
-    p = sub.add_parser("finetune", help="fine-tune (or reuse) the contrastive model")
+    p = sub.add_parser("finetune", help="fine-tune (or reuse) finetune_base with one loss")
     p.add_argument("--loss", choices=LOSSES, default=None)
     p.set_defaults(func=_cmd_finetune)
-    p = sub.add_parser("train", help="train (or reuse) every model the chapters use")
+    p = sub.add_parser("train", help="train (or reuse) every model the book trains")
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("claims", help="the book's guarded claims and whether they hold")
     p.add_argument("--json", action="store_true", help="print the claims as JSON")

@@ -240,13 +240,6 @@ class Config(_Strict):
     finetuning: Finetuning = Finetuning()
     source: Path = Field(default=Path("config.yaml"), exclude=True)
 
-    def model_spec(self, role: str) -> ModelSpec:
-        """The :class:`ModelSpec` of a role (``baseline``, ``contrastive``, ``finetune_base``)."""
-        roles = type(self.models).model_fields
-        if role not in roles:
-            raise ConfigError(f"unknown model role {role!r}; roles are {', '.join(roles)}")
-        return getattr(self.models, role)
-
     def shown(self, path: Path) -> str:
         """``path`` as a reader would type it: relative to the repository when inside it."""
         for base in (REPO_ROOT, self.source.parent):
@@ -687,7 +680,7 @@ def load_config(path: str | Path | None = None, *, check_data: bool = True) -> C
     Every problem found is reported in one :class:`ConfigError`.
 
     >>> cfg = load_config("config.yaml")          # doctest: +SKIP
-    >>> cfg.model_spec("contrastive").name         # doctest: +SKIP
+    >>> cfg.models.contrastive.name                 # doctest: +SKIP
     'packaged:all-MiniLM-L6-v2'
     """
     source = config_path(path)

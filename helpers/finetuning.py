@@ -14,7 +14,8 @@ only (``data.train_subjects``); the other subjects stay unseen. Two losses fit
   subjects many of them share the anchor's subject ("false negatives"), which blunts it.
 
 The model is saved under ``results_dir/models/finetuned-<loss>-<key>`` (key: base weights,
-data and settings), atomically and with a completion marker; a rerun reuses it.
+data, settings and this module's code), atomically and with a completion marker; a rerun
+reuses it, and an edit of the recipe trains it again.
 
 Several data-parallel processes (``torchrun --nproc_per_node=N -m helpers finetune``) train
 one model with the trainer's own DDP support. ``finetuning.batch_size`` stays the batch of
@@ -37,6 +38,7 @@ True
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -50,7 +52,7 @@ from .encoders import Encoder, build_sentence_transformer, quiet_transformers
 from .geometry import knn_classification, subject_silhouette
 from .names import LOSSES
 from .storage import settings_key
-from .training import TrainingLog, build_once, process_count
+from .training import TrainingLog, build_once, code_version, process_count
 
 
 def finetuning_inputs(settings: Finetuning, base: Encoder, splits, loss: str) -> dict:
@@ -61,7 +63,16 @@ def finetuning_inputs(settings: Finetuning, base: Encoder, splits, loss: str) ->
         "test": texts_hash(splits["test"]["text"]),
         "loss": loss,
         "settings": settings.model_dump(mode="json", exclude={"losses"}),
+        "code": code_version(sys.modules[__name__]),  # an edit of the recipe retrains
     }
+
+
+def finetuned_folder(
+    settings: Finetuning, base: Encoder, splits, loss: str, models_dir: Path
+) -> Path:
+    """Where ``base`` fine-tuned with ``loss`` on ``splits`` lives (trained or not)."""
+    key = settings_key(finetuning_inputs(settings, base, splits, loss))
+    return Path(models_dir) / f"finetuned-{loss}-{key}"
 
 
 def finetuned_model(
@@ -74,11 +85,9 @@ def finetuned_model(
     progress: bool = False,
 ) -> Path:
     """Path of ``base`` fine-tuned with ``loss`` on ``splits``, training it first if needed."""
-    inputs = finetuning_inputs(settings, base, splits, loss)
-    folder = Path(models_dir) / f"finetuned-{loss}-{settings_key(inputs)}"
     return build_once(
-        folder,
-        inputs,
+        finetuned_folder(settings, base, splits, loss, models_dir),
+        finetuning_inputs(settings, base, splits, loss),
         lambda out: train_contrastive(settings, base, splits, loss, out, progress=progress),
         collective=True,  # under torchrun every process joins the one training
     )

@@ -25,7 +25,8 @@ architecture and objective (Devlin et al., 2019) at a size a laptop trains in mi
   their mean cosine, PC1 share, IsoScore and k-NN accuracy are recorded.
 
 The model (safetensors, tokenizer, log) is saved under ``results_dir/models/small-bert-<key>``
-with its untrained twin in ``initial/``, where the key hashes the text and every setting.
+with its untrained twin in ``initial/``, where the key hashes the text, every setting and
+this module's code (:func:`helpers.training.code_version`): an edit of the recipe retrains.
 
 Example
 -------
@@ -40,6 +41,7 @@ Example
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -55,12 +57,11 @@ from .embeddings import texts_hash
 from .encoders import packaged_model_path, quiet_transformers
 from .geometry import isoscore, knn_classification, mean_pairwise_cosine, pc1_share, unit_rows
 from .storage import settings_key
-from .training import TrainingLog, build_once
+from .training import TrainingLog, build_once, code_version
 
 TOKENIZER_SOURCE = "all-MiniLM-L6-v2"  # its tokenizer is bert-base-uncased's
 INITIAL = "initial"  # sub-folder holding the untrained model (step 0)
 HELDOUT_SEED = 12345  # the one fixed masking of the held-out blocks
-RECIPE = 2  # bump when the training code changes what a setting produces
 HELDOUT_MASK = 0.15  # BERT's rate, whatever rate training uses
 
 
@@ -273,7 +274,7 @@ def pretraining_inputs(cfg: Config, splits) -> dict:
         "train_texts": texts_hash(training_texts(cfg, splits["train"]["text"])),
         "heldout_texts": texts_hash(list(splits["test"]["text"])),
         "tokenizer_source": TOKENIZER_SOURCE,
-        "recipe": RECIPE,
+        "code": code_version(sys.modules[__name__]),  # an edit retrains
         "settings": cfg.pretraining.model_dump(mode="json", exclude={"extra_text_dir"}),
         "bf16": use_bf16(cfg.pretraining.precision),
     }

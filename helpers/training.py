@@ -24,6 +24,9 @@ Example
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -40,6 +43,39 @@ LOG_FILE = "training_log.json"
 # accelerate launch set the first; MPI launchers the others), as accelerate reads them.
 WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+
+
+def source_version(source: str) -> str:
+    r"""A short hash of Python ``source`` that ignores docstrings, comments and layout.
+
+    >>> a = source_version('def f(x):\n    "Double it."\n    return 2 * x  # why\n')
+    >>> a == source_version("def f(x):\n    return 2*x\n")
+    True
+    >>> a == source_version("def f(x):\n    return 3 * x\n")
+    False
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:12]
+
+
+def code_version(module) -> str:
+    """:func:`source_version` of a module's file: part of every trained model's folder key.
+
+    An edit of what a training module does (not of its docstrings or comments) changes
+    the key, so the next ``python -m helpers train`` trains the model again instead of
+    reusing weights the old code made.
+    """
+    return source_version(inspect.getsource(module))
 
 
 def _first_int_env(names: tuple[str, ...], default: int) -> int:

@@ -41,7 +41,7 @@ def test_valid_config_loads(tmp_path, write_config):
     cfg = load_config(write_config(tmp_path))
     assert cfg.paths.data_dir == (tmp_path / "corpus").resolve()
     assert cfg.paths.results_dir.is_dir()
-    assert cfg.model_spec("finetune_base").pooling == "cls"
+    assert cfg.models.finetune_base.pooling == "cls"
 
 
 def test_relative_paths_resolve_against_config_folder_not_cwd(tmp_path, write_config, monkeypatch):
@@ -78,7 +78,7 @@ def test_repository_config_loads():
     assert cfg.paths.data_dir.is_absolute() and cfg.paths.data_dir.exists()
     assert cfg.paths.data_dir.is_relative_to(REPO_ROOT)
     for role in ("baseline", "contrastive", "finetune_base"):
-        assert cfg.model_spec(role).name
+        assert getattr(cfg.models, role).name
 
 
 # --- choosing the config file ------------------------------------------------------------
@@ -160,14 +160,14 @@ def test_max_per_subject_below_what_a_split_needs(tmp_path, write_config):
 
 def test_missing_models_section_takes_defaults(tmp_path, write_config):
     cfg = load_config(write_config(tmp_path, models=DELETE))
-    assert cfg.model_spec("baseline").name == "book:small-bert"
-    assert cfg.model_spec("contrastive").name == "packaged:all-MiniLM-L6-v2"
+    assert cfg.models.baseline.name == "book:small-bert"
+    assert cfg.models.contrastive.name == "packaged:all-MiniLM-L6-v2"
 
 
 def test_missing_nested_model_role_takes_default(tmp_path, write_config):
     cfg = load_config(write_config(tmp_path, models={"contrastive": DELETE}))
-    assert cfg.model_spec("contrastive").name == "packaged:all-MiniLM-L6-v2"
-    assert cfg.model_spec("finetune_base").pooling == "cls"  # the other roles keep their values
+    assert cfg.models.contrastive.name == "packaged:all-MiniLM-L6-v2"
+    assert cfg.models.finetune_base.pooling == "cls"  # the other roles keep their values
 
 
 def test_empty_data_dir(tmp_path, write_config):
@@ -431,7 +431,7 @@ def test_empty_sections_take_defaults(tmp_path, write_config, text):
     write_config(tmp_path)
     path = tmp_path / "empty-sections.yaml"
     path.write_text(text, encoding="utf-8")
-    assert load_config(path).model_spec("baseline").name == "book:small-bert"
+    assert load_config(path).models.baseline.name == "book:small-bert"
 
 
 def test_data_dir_is_the_one_required_key(tmp_path, write_config):

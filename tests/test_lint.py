@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUFF = Path(sys.executable).parent / "ruff"
-CODE = ["helpers", "tests", "bench", "tools"]
+CODE = ["helpers", "tests", "bench", "tools", "book"]
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:

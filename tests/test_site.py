@@ -52,7 +52,10 @@ def build_book(log_path: Path, builder: str = "html") -> tuple[int, float]:
         ),
         "HF_HUB_OFFLINE": "1",
     }
-    cmd = f"'{JB}' build '{ROOT}' --path-output '{OUT}' --builder {builder} -W --keep-going -n"
+    # As `make book`: train (or reuse) the models first; the chapters only load them.
+    train = f"'{sys.executable}' -m helpers train"
+    build = f"'{JB}' build '{ROOT}' --path-output '{OUT}' --builder {builder} -W --keep-going -n"
+    cmd = f"{train} && {build}"
     if _can_unshare():
         cmd = f'unshare -n sh -c "ip link set lo up && {cmd}"'
     started = time.perf_counter()

@@ -1,4 +1,7 @@
-"""A throw-away book proves the build command fails on a broken cell (and passes without it)."""
+"""A throw-away book proves the build command fails on a broken cell (and passes without it).
+
+Slow: each case builds a small book with jupyter-book (not part of `make check`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 JB = Path(sys.executable).parent / "jupyter-book"
 
 CONFIG = """

@@ -26,7 +26,9 @@ def _write_bundle(app, exc) -> None:
 
 def _script_key(script) -> tuple:
     attrs = getattr(script, "attributes", {})
-    return str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attrs.items()))
+    return str(getattr(script, "filename", script) or ""), tuple(
+        sorted((k, str(v)) for k, v in attrs.items())
+    )
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:

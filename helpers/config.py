@@ -178,24 +178,24 @@ class Encoding(_Strict):
 
 
 class Pretraining(_Strict):
-    hidden_size: Int = Field(default=256, ge=16, le=4096)
-    num_layers: Int = Field(default=4, ge=1, le=48)
-    num_heads: Int = Field(default=4, ge=1, le=64)
-    intermediate_size: Int = Field(default=1024, ge=16, le=16384)
+    hidden_size: Int = Field(default=128, ge=16, le=4096)
+    num_layers: Int = Field(default=2, ge=1, le=48)
+    num_heads: Int = Field(default=2, ge=1, le=64)
+    intermediate_size: Int = Field(default=512, ge=16, le=16384)
     tokenizer: Literal["corpus", "bert-base-uncased"] = "corpus"
     vocab_size: Int = Field(default=2000, ge=100, le=100_000)  # with tokenizer: corpus
     max_length: Int = Field(default=256, ge=16, le=512)
-    short_length: Int = Field(default=128, ge=16, le=512)  # blocks of most steps
+    short_length: Int = Field(default=64, ge=16, le=512)  # blocks of most steps
     long_fraction: Float = Field(default=0.1, ge=0, le=1)  # last steps on max_length blocks
-    batch_size: Int = Field(default=16, ge=2, le=4096)
-    steps: Int = Field(default=1200, ge=1, le=10_000_000)
+    batch_size: Int = Field(default=32, ge=2, le=4096)
+    steps: Int = Field(default=3000, ge=1, le=10_000_000)
     learning_rate: Float = Field(default=2e-3, gt=0, le=1)
-    warmup_steps: Int = Field(default=120, ge=0, le=10_000_000)
+    warmup_steps: Int = Field(default=200, ge=0, le=10_000_000)
     weight_decay: Float = Field(default=0.01, ge=0, le=1)
     dropout: Float = Field(default=0.1, ge=0, lt=1)
     mask_probability: Float = Field(default=0.3, gt=0, lt=1)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU has it
-    track_every: Int = Field(default=150, ge=1, le=10_000_000)
+    track_every: Int = Field(default=250, ge=1, le=10_000_000)
     extra_text_dir: Path | None = None
     seed: Seed = 13
 

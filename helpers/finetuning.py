@@ -2,7 +2,7 @@
 
 Uses the sentence-transformers (v3+) trainer on the train split of the training subjects
 only (``data.train_subjects``); the other subjects stay unseen. Two losses fit
-(text, subject) data:
+(text, subject) data, and one needs no labels at all:
 
 * ``batch_all_triplet``: :class:`BatchAllTripletLoss` on (text, label) rows with the
   label-grouping batch sampler. Every valid triplet in a batch counts; the margin is on
@@ -22,6 +22,12 @@ one model with the trainer's own DDP support. ``finetuning.batch_size`` stays th
 one step, split evenly over the processes, so the run takes the same steps and the model
 keeps its key; ``multiple_negatives`` gathers the other processes' rows as negatives, so
 its loss sees the whole batch as on one process. Rank 0 alone writes the model and its log.
+
+* ``simcse``: unsupervised SimCSE (Gao et al., 2021). Each training text is paired with
+  itself; the two passes differ only by dropout noise, and the other texts of the batch
+  are the negatives (:class:`MultipleNegativesRankingLoss` on ``(x, x)`` pairs, scale
+  ``finetuning.scale`` = 1 / temperature, 20 for SimCSE's 0.05). It uses every training
+  text of every subject, since it reads no subject labels.
 
 ``multiple_negatives`` is the InfoNCE loss with in-batch negatives (Henderson et al.,
 2017): cosine similarities are multiplied by ``finetuning.scale`` (the inverse temperature)
@@ -49,8 +55,8 @@ from sentence_transformers.base.evaluation import SentenceEvaluator
 from .config import ConfigError, Finetuning
 from .embeddings import texts_hash
 from .encoders import Encoder, build_sentence_transformer, quiet_transformers
-from .geometry import knn_classification, subject_silhouette
-from .names import LOSSES
+from .geometry import alignment, knn_classification, subject_silhouette, uniformity
+from .names import LOSSES, SIMCSE
 from .storage import settings_key
 from .training import TrainingLog, build_once, code_version, process_count
 
@@ -156,6 +162,12 @@ def pair_dataset(splits, seed: int) -> Dataset:
     return Dataset.from_dict({"anchor": anchors, "positive": positives})
 
 
+def simcse_dataset(splits) -> Dataset:
+    """(anchor, positive) rows that are the same training text twice (SimCSE's pairs)."""
+    texts = list(splits["train"]["text"])
+    return Dataset.from_dict({"anchor": texts, "positive": texts})
+
+
 def assert_batches_mix_subjects(
     dataset: Dataset, batch_size: int, seed: int, processes: int = 1
 ) -> int:
@@ -212,7 +224,7 @@ def _process_shares(sampler, processes: int) -> list:
 
 
 class SubjectSeparationEvaluator(SentenceEvaluator):
-    """Held-out silhouette and k-NN accuracy of subjects, for the trainer's evaluation steps."""
+    """Held-out silhouette, k-NN accuracy, alignment and uniformity, at each evaluation step."""
 
     def __init__(self, splits):
         super().__init__()
@@ -230,6 +242,9 @@ class SubjectSeparationEvaluator(SentenceEvaluator):
             "knn_accuracy": knn_classification(
                 train_x, self.subjects["train"], test_x, y_test
             ).accuracy,
+            # Wang & Isola (2020): same-subject chunks as the positive pairs.
+            "alignment": alignment(test_x, np.asarray(y_test)),
+            "uniformity": uniformity(test_x),
         }
 
 
@@ -276,8 +291,15 @@ def train_contrastive(
             model, scale=f.scale, gather_across_devices=processes > 1
         )
         sampler = BatchSamplers.NO_DUPLICATES
+    elif loss_name == SIMCSE:
+        train = simcse_dataset(splits)
+        # Dropout is the only noise: the model stays in training mode for both passes.
+        loss = MultipleNegativesRankingLoss(
+            model, scale=f.scale, gather_across_devices=processes > 1
+        )
+        sampler = BatchSamplers.NO_DUPLICATES
     else:
-        raise ValueError(f"unknown loss {loss_name!r}; use one of {', '.join(LOSSES)}")
+        raise ValueError(f"unknown loss {loss_name!r}; use one of {', '.join((*LOSSES, SIMCSE))}")
     if processes > 1 and len(train) < f.batch_size:
         raise ConfigError(
             f"key 'finetuning.batch_size' = {f.batch_size} is more than the {len(train)} training rows: "
@@ -330,7 +352,7 @@ def train_contrastive(
     records = [{"step": 0, **{f"eval_{k}": v for k, v in start_metrics.items()}}]
     for entry in trainer.state.log_history:
         row = {"step": entry.get("step")}
-        keep = ("loss", "eval_silhouette", "eval_knn_accuracy")
+        keep = ("loss", *(f"eval_{k}" for k in start_metrics))
         row.update({k: v for k, v in entry.items() if k in keep})
         if len(row) > 1:
             records.append(row)

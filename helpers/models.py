@@ -1,10 +1,15 @@
 """Model roles: map ``baseline``, ``contrastive``, ``finetune_base``, ``finetuned`` to encoders.
 
 A role names a model in ``config.yaml`` (``models:``): a packaged model, a local folder or
-a hub id, loaded by :mod:`helpers.encoders`, or one of the models the book trains itself,
-``book:small-bert`` (:mod:`helpers.pretraining`) and the ``finetuned`` role,
-``finetune_base`` fine-tuned with the first of ``finetuning.losses`` on
-``data.train_subjects`` (:mod:`helpers.finetuning`).
+a hub id, loaded by :mod:`helpers.encoders`, or ``book:small-bert``, which the book
+pre-trains itself (:mod:`helpers.pretraining`). Three more roles are trained from those
+(:mod:`helpers.finetuning`; ``DERIVED_ROLES`` in :mod:`helpers.names`):
+
+* ``finetuned``: ``finetune_base`` fine-tuned with the first of ``finetuning.losses`` on
+  ``data.train_subjects``;
+* ``baseline-finetuned``: ``baseline`` fine-tuned the same way;
+* ``baseline-simcse``: ``baseline`` continued with unsupervised SimCSE on every training
+  text, so that MLM, MLM + SimCSE and MLM + fine-tune differ only in their objective.
 
 **Resolving never trains.** :func:`model_path` and :func:`role_encoder` find a trained
 model or stop with :class:`ModelNotTrainedError`, which names the command that builds it.
@@ -20,7 +25,7 @@ Example
 >>> role_encoder(cfg, "contrastive", corpus_splits(cfg)).pooling       # doctest: +SKIP
 'mean'
 >>> [m.label for m in book_models(cfg)][:2]                             # doctest: +SKIP
-['small BERT', 'finetuned (batch_all_triplet)']
+['small BERT', 'baseline-simcse']
 """
 
 from __future__ import annotations
@@ -35,9 +40,13 @@ from .encoders import Encoder, ModelUnavailableError, availability, load_encoder
 from .finetuning import finetuned_folder, finetuned_model
 from .names import (
     ALL_ROLES,
+    BASELINE_FINETUNED,
+    BASELINE_SIMCSE,
+    DERIVED_ROLES,
     FINETUNED,
     LOSSES,
     ROLES,
+    SIMCSE,
     SMALL_BERT,
     TEMPERATURE_EPOCHS,
     TEMPERATURE_SCALES,
@@ -55,9 +64,9 @@ class ModelNotTrainedError(ModelUnavailableError):
 
 
 def role_spec(cfg: Config, role: str) -> ModelSpec:
-    """The name and pooling of a role; ``finetuned`` pools like ``finetune_base``."""
-    if role == FINETUNED:
-        return ModelSpec(name=FINETUNED, pooling=cfg.models.finetune_base.pooling)
+    """The name and pooling of a role; a trained role pools like the role it starts from."""
+    if role in DERIVED_ROLES:
+        return ModelSpec(name=role, pooling=role_spec(cfg, DERIVED_ROLES[role]).pooling)
     if role not in ROLES:
         raise ConfigError(f"unknown model role {role!r}; roles are {', '.join(ALL_ROLES)}")
     return getattr(cfg.models, role)
@@ -93,9 +102,13 @@ def temperature_settings(cfg: Config, scale: float) -> Finetuning:
 
 @dataclass(frozen=True)
 class BookModel:
-    """One model the book trains: the small BERT (``loss`` is None) or a fine-tune."""
+    """One model the book trains: the small BERT (``role`` is None) or a trained role.
+
+    ``loss`` and ``settings`` select a variant of the role other than the configured one.
+    """
 
     label: str
+    role: str | None = None
     loss: str | None = None
     settings: Finetuning | None = None
 
@@ -107,21 +120,48 @@ class BookModel:
 def book_models(cfg: Config) -> list[BookModel]:
     """The one list of the models the book trains, in training order.
 
-    The small BERT always (Chapter 3 watches it train, whichever model ``baseline`` names),
-    then ``finetune_base`` fine-tuned with each loss of :func:`finetune_losses`, then the
-    temperature study's runs. ``python -m helpers train`` trains exactly these.
+    The small BERT always (Chapter 3 watches it train, whichever model ``baseline`` names);
+    ``baseline`` continued with SimCSE and with the supervised fine-tune (the same model
+    under three objectives); ``finetune_base`` fine-tuned with each loss of
+    :func:`finetune_losses`; then the temperature study's runs. ``python -m helpers
+    train`` trains exactly these.
     """
     models = [BookModel("small BERT")]
-    models += [BookModel(f"{FINETUNED} ({loss})", loss) for loss in finetune_losses(cfg)]
+    models += [BookModel(role, role) for role in (BASELINE_SIMCSE, BASELINE_FINETUNED)]
+    models += [BookModel(f"{FINETUNED} ({loss})", FINETUNED, loss) for loss in finetune_losses(cfg)]
     models += [
         BookModel(
             f"{FINETUNED} (multiple_negatives, scale {scale:g})",
+            FINETUNED,
             "multiple_negatives",
             temperature_settings(cfg, scale),
         )
         for scale in TEMPERATURE_SCALES
     ]
     return models
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything that defines one trained role's model: settings, start, data, loss."""
+
+    settings: Finetuning
+    base: Encoder
+    splits: object
+    loss: str
+
+    def folder(self, models_dir: Path) -> Path:
+        return finetuned_folder(self.settings, self.base, self.splits, self.loss, models_dir)
+
+
+def _plan(cfg: Config, role: str, splits, loss: str | None, settings: Finetuning | None) -> _Plan:
+    settings = settings or cfg.finetuning
+    if loss is None:
+        loss = SIMCSE if role == BASELINE_SIMCSE else settings.losses[0]
+    base = base_encoder(cfg, splits, role=DERIVED_ROLES[role], max_length=settings.max_length)
+    # SimCSE reads no labels: it trains on every training text; the others on train_subjects.
+    data = splits if loss == SIMCSE else finetune_splits(cfg, splits)
+    return _Plan(settings, base, data, loss)
 
 
 def _not_trained(what: str, folder: Path) -> ModelNotTrainedError:
@@ -156,19 +196,13 @@ def model_path(
     spec = role_spec(cfg, role)
     if spec.name == SMALL_BERT:
         return small_bert_path(cfg, splits)
-    if role == FINETUNED:
-        folder = _finetuned_folder(cfg, splits, loss, settings)
+    if role in DERIVED_ROLES:
+        plan = _plan(cfg, role, splits, loss, settings)
+        folder = plan.folder(cfg.models_dir)
         if not is_complete(folder):
-            raise _not_trained(f"the fine-tuned model ({loss or cfg.finetuning.losses[0]})", folder)
+            raise _not_trained(f"the {role} model ({plan.loss})", folder)
         return folder
     return resolve_model_path(spec.name)
-
-
-def _finetuned_folder(cfg: Config, splits, loss: str | None, settings: Finetuning | None) -> Path:
-    settings = settings or cfg.finetuning
-    base = base_encoder(cfg, splits, max_length=settings.max_length)
-    loss = loss or settings.losses[0]
-    return finetuned_folder(settings, base, finetune_splits(cfg, splits), loss, cfg.models_dir)
 
 
 def _encoder(cfg: Config, spec: ModelSpec, path: Path | None = None, **kw) -> Encoder:
@@ -182,11 +216,16 @@ def _encoder(cfg: Config, spec: ModelSpec, path: Path | None = None, **kw) -> En
     )
 
 
-def base_encoder(cfg: Config, splits, *, max_length: int | None = None) -> Encoder:
-    """The ``finetune_base`` encoder (reading at most ``max_length`` tokens)."""
-    spec = role_spec(cfg, "finetune_base")
-    path = model_path(cfg, "finetune_base", splits)
-    # Fine-tuning trains in fp32 from the weights: the encoding precision is not part of its key.
+def base_encoder(
+    cfg: Config, splits, *, role: str = "finetune_base", max_length: int | None = None
+) -> Encoder:
+    """The encoder a trained role starts from (``finetune_base`` or ``baseline``).
+
+    It reads at most ``max_length`` tokens and computes in fp32, as training does (the
+    encoding precision is not part of a trained model's key).
+    """
+    spec = role_spec(cfg, role)
+    path = model_path(cfg, role, splits)
     return _encoder(
         cfg, spec, path, max_length=max_length or cfg.encoding.max_length, precision="fp32"
     )
@@ -212,15 +251,13 @@ def train_models(
     """
     paths = {}
     for model in book_models(cfg):
-        if model.loss is None:
+        if model.role is None:
             path = pretrained_model(cfg, splits, progress=progress)
         else:
-            settings = model.settings or cfg.finetuning
-            # finetune_base may itself be the small BERT, trained just above.
-            base = base_encoder(cfg, splits, max_length=settings.max_length)
-            train = finetune_splits(cfg, splits)
+            # A role's base may itself be the small BERT, trained just above.
+            plan = _plan(cfg, model.role, splits, model.loss, model.settings)
             path = finetuned_model(
-                settings, base, train, model.loss, cfg.models_dir, progress=progress
+                plan.settings, plan.base, plan.splits, plan.loss, cfg.models_dir, progress=progress
             )
         paths[model.label] = path
         if report is not None:
@@ -231,7 +268,7 @@ def train_models(
 def describe_role(cfg: Config, role: str, splits) -> dict[str, str]:
     """What a role resolves to and whether it is available offline, without training."""
     spec = role_spec(cfg, role)
-    if spec.name == SMALL_BERT or role == FINETUNED:
+    if spec.name == SMALL_BERT or role in DERIVED_ROLES:
         try:
             status = f"offline: trained ({model_path(cfg, role, splits).name})"
         except ModelNotTrainedError:

@@ -193,28 +193,116 @@ class UnigramReference:
         return float((targets == self.log_probs.argmax()).double().mean())
 
 
+class BigramReference:
+    """Predict a masked token from the token just before it, as the input shows it.
+
+    The counts of (left token, token) pairs in the training blocks give
+    P(token | left); it is mixed with the unigram model, ``weight * bigram + (1 - weight)
+    * unigram``, so unseen pairs keep some probability. When the left neighbour is itself
+    hidden (``[MASK]``) or a special token, only the unigram model is left. A model that
+    uses context should beat this reference too.
+
+    >>> blocks = torch.tensor([[7, 5, 6, 5, 6, 5, 6]])
+    >>> uni = UnigramReference(blocks, vocab_size=8, special_ids=[0])
+    >>> ref = BigramReference(blocks, uni, mask_id=0)
+    >>> int(ref.log_probs(torch.tensor([5]))[0].argmax())  # after 5 comes 6
+    6
+    """
+
+    def __init__(
+        self, blocks: torch.Tensor, unigram: UnigramReference, mask_id: int, weight: float = 0.7
+    ):
+        vocab = len(unigram.log_probs)
+        pairs = blocks[:, :-1].flatten() * vocab + blocks[:, 1:].flatten()
+        self.counts = torch.bincount(pairs, minlength=vocab * vocab).view(vocab, vocab).double()
+        self.unigram = unigram.log_probs.exp()
+        self.mask_id, self.weight = mask_id, weight
+
+    def log_probs(self, left: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of every token after each ``left`` token (one row each)."""
+        rows = self.counts[left]
+        totals = rows.sum(1, keepdim=True)
+        known = (totals > 0) & (left != self.mask_id).unsqueeze(1)
+        bigram = torch.where(known, rows / totals.clamp(min=1), self.unigram)
+        return (self.weight * bigram + (1 - self.weight) * self.unigram).log()
+
+    def score(self, inputs: torch.Tensor, selected: torch.Tensor, targets: torch.Tensor):
+        """Mean loss (nats) and top-1 accuracy at the ``selected`` positions of ``inputs``."""
+        left = inputs[:, :-1][selected[:, 1:]]  # position 0 is [CLS], never selected
+        lp = self.log_probs(left)
+        loss = float(-lp[torch.arange(len(targets)), targets].mean())
+        return loss, float((lp.argmax(1) == targets).double().mean())
+
+
+#: How a selected held-out position is shown to the model (BERT's 80/10/10 while training).
+SHOWN_AS = ("[MASK]", "the true token", "a random token")
+
+
 class HeldOutMLM:
-    """Held-out blocks with one fixed masking: the same targets for every score."""
+    """Held-out blocks with one fixed set of selected positions: the same targets for every score.
+
+    The book's score (:meth:`score`) shows *every* selected position as ``[MASK]``, so a
+    model can only predict it from context. :meth:`score_by_kind` also scores the
+    80/10/10 input that training uses, where a tenth of the targets stay visible: there a
+    model can copy the answer, which is not learning from context.
+    """
 
     def __init__(self, tokenizer, texts: list[str], length: int, probability: float):
         self.blocks = cut_blocks(tokenizer, texts, length)
         gen = torch.Generator().manual_seed(HELDOUT_SEED)
         self.corrupted, self.selected = mask_tokens(self.blocks, tokenizer, probability, gen)
         self.targets = self.blocks[self.selected]
+        self.masked = self.blocks.clone()
+        self.masked[self.selected] = tokenizer.mask_token_id
+        # What the 80/10/10 input shows at each target (index into SHOWN_AS).
+        shown = self.corrupted[self.selected]
+        self.kind = torch.where(
+            shown == tokenizer.mask_token_id, 0, torch.where(shown == self.targets, 1, 2)
+        )
 
     @torch.inference_mode()
-    def score(self, mlm, batch_size: int = 32) -> tuple[float, float]:
-        """Mean masked-token loss (nats) and top-1 accuracy of ``mlm`` (a ``BertForMaskedLM``)."""
-        total, correct = 0.0, 0
+    def _target_scores(self, mlm, inputs: torch.Tensor, batch_size: int = 32):
+        """Per-target loss (nats) and whether the top-1 guess is right, for one input."""
+        losses, hits = [], []
         for i in range(0, len(self.blocks), batch_size):
             sel = self.selected[i : i + batch_size]
-            hidden = mlm.bert(input_ids=self.corrupted[i : i + batch_size]).last_hidden_state
+            hidden = mlm.bert(input_ids=inputs[i : i + batch_size]).last_hidden_state
             logits = mlm.cls(hidden[sel]).float()
             target = self.blocks[i : i + batch_size][sel]
-            total += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
-            correct += int((logits.argmax(-1) == target).sum())
-        n = len(self.targets)
-        return total / n, correct / n
+            losses.append(torch.nn.functional.cross_entropy(logits, target, reduction="none"))
+            hits.append(logits.argmax(-1) == target)
+        return torch.cat(losses), torch.cat(hits)
+
+    def score(self, mlm, batch_size: int = 32) -> tuple[float, float]:
+        """Mean loss (nats) and top-1 accuracy of ``mlm`` (a ``BertForMaskedLM``), all masked."""
+        loss, hit = self._target_scores(mlm, self.masked, batch_size)
+        return float(loss.mean()), float(hit.double().mean())
+
+    def score_by_kind(self, mlm, unigram: UnigramReference) -> list[dict]:
+        """Loss and accuracy by how each target is shown: the whole 80/10/10 input, each
+        part of it, and every target as ``[MASK]`` (the book's score); beside the unigram's.
+        """
+        mixed = self._target_scores(mlm, self.corrupted)
+        rows = [("all, shown 80/10/10 as in training", torch.ones_like(self.kind).bool(), mixed)]
+        rows += [(f"shown as {name}", self.kind == k, mixed) for k, name in enumerate(SHOWN_AS)]
+        all_masked = self._target_scores(mlm, self.masked)
+        rows.append(
+            ("all, every one shown as [MASK]", torch.ones_like(self.kind).bool(), all_masked)
+        )
+        out = []
+        for label, keep, (loss, hit) in rows:
+            targets = self.targets[keep]
+            out.append(
+                {
+                    "positions": label,
+                    "targets": int(keep.sum()),
+                    "model_loss": float(loss[keep].mean()),
+                    "unigram_loss": unigram.loss(targets),
+                    "model_accuracy": float(hit[keep].double().mean()),
+                    "unigram_accuracy": unigram.accuracy(targets),
+                }
+            )
+        return out
 
 
 @torch.inference_mode()
@@ -254,6 +342,27 @@ def geometry_checkpoint(bert, tokenizer, splits, max_length: int) -> dict:
         "isoscore": isoscore(test),
         "knn_accuracy": knn.accuracy,
     }
+
+
+def positions_table(cfg: Config, splits, folder: Path) -> list[dict]:
+    """Score the saved small BERT in ``folder`` by how each held-out target is shown.
+
+    Rebuilds what training used (the tokenizer saved with the model, the training blocks for
+    the unigram reference, the held-out blocks with their one fixed masking) and returns
+    :meth:`HeldOutMLM.score_by_kind`'s rows.
+    """
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    p = cfg.pretraining
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = BertForMaskedLM.from_pretrained(str(folder)).eval()
+    short_length = min(p.short_length, p.max_length)
+    texts = training_texts(cfg, splits["train"]["text"])
+    unigram = UnigramReference(
+        cut_blocks(tokenizer, texts, short_length), len(tokenizer), tokenizer.all_special_ids
+    )
+    heldout = HeldOutMLM(tokenizer, list(splits["test"]["text"]), short_length, HELDOUT_MASK)
+    return heldout.score_by_kind(model, unigram)
 
 
 # --- training -------------------------------------------------------------------------------
@@ -333,9 +442,13 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
     long = cut_blocks(tokenizer, texts, p.max_length)
     unigram = UnigramReference(short, len(tokenizer), tokenizer.all_special_ids)
     heldout = HeldOutMLM(tokenizer, list(splits["test"]["text"]), short_length, HELDOUT_MASK)
+    bigram = BigramReference(short, unigram, tokenizer.mask_token_id)
+    bigram_loss, bigram_accuracy = bigram.score(heldout.masked, heldout.selected, heldout.targets)
     ref = {
         "unigram_heldout_loss": unigram.loss(heldout.targets),
         "unigram_masked_accuracy": unigram.accuracy(heldout.targets),
+        "bigram_heldout_loss": bigram_loss,
+        "bigram_masked_accuracy": bigram_accuracy,
     }
     bf16 = use_bf16(p.precision)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
@@ -348,8 +461,8 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
 
     def checkpoint(step: int, train_loss: float | None) -> dict:
         model.eval()
+        loss, acc = heldout.score(model)  # in fp32, as anyone re-scoring the saved model would
         with autocast():
-            loss, acc = heldout.score(model)
             geometry = geometry_checkpoint(model.bert, tokenizer, splits, p.max_length)
         model.train()
         return {

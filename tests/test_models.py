@@ -72,18 +72,19 @@ def test_the_one_list_holds_every_loss_chapter_5_compares(tmp_path, write_config
     """A one-loss config still trains the other loss up front (Chapter 5 compares both)."""
     cfg = load_config(write_config(tmp_path, finetuning={"losses": ["multiple_negatives"]}))
     listed = models.book_models(cfg)
-    assert listed[0].loss is None  # the small BERT: Chapter 3 always watches it train
-    assert [m.loss for m in listed[1 : 1 + len(LOSSES)]] == [
-        "multiple_negatives",
-        "batch_all_triplet",
-    ]
+    assert listed[0].role is None  # the small BERT: Chapter 3 always watches it train
+    assert [m.role for m in listed[1:3]] == ["baseline-simcse", "baseline-finetuned"]
+    finetunes = [m for m in listed if m.role == "finetuned" and m.settings is None]
+    assert [m.loss for m in finetunes] == ["multiple_negatives", "batch_all_triplet"]
+    assert len(finetunes) == len(LOSSES)
     scales = [m.settings.scale for m in listed if m.settings is not None]
     assert scales == list(TEMPERATURE_SCALES)
     assert len({m.label for m in listed}) == len(listed)
 
 
-def test_train_walks_the_one_list(cfg, monkeypatch, capsys):
+def test_train_walks_the_one_list(tmp_path, write_config, monkeypatch, capsys):
     """``helpers train`` trains every entry of ``book_models``, in order, and nothing else."""
+    cfg = load_config(write_config(tmp_path))  # baseline: the packaged model
     calls = []
 
     def fake_pretrain(cfg_, splits, *, progress=False):
@@ -98,7 +99,8 @@ def test_train_walks_the_one_list(cfg, monkeypatch, capsys):
     monkeypatch.setattr(models, "finetuned_model", fake_finetune)
     assert main(["--config", str(cfg.source), "train"]) == 0
     listed = models.book_models(cfg)
-    assert [c[0] for c in calls] == ["small BERT", *(m.loss for m in listed[1:])]
+    expected = ["small BERT", "simcse", *(m.loss or "batch_all_triplet" for m in listed[2:])]
+    assert [c[0] for c in calls] == expected
     assert [c[1] for c in calls if c[1] is not None] == list(TEMPERATURE_SCALES)
     printed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
     assert printed == [m.label for m in listed]

@@ -5,6 +5,7 @@ Data flows one way, from the bottom to the top (each module imports only those b
 
 ``names``, ``storage``, ``intervals``  vocabulary; atomic, verified files; bootstrap intervals
 ``config``        load and validate ``config.yaml``
+``archives``      extract a corpus archive safely (limits, plain files only, scratch folders)
 ``corpus``        read a chunks corpus and split it (once per process)
 ``encoders``      load a sentence encoder from a folder or hub id (never trains)
 ``embeddings``    encode with a verified on-disk cache

@@ -20,7 +20,7 @@ PACKAGE = ROOT / "helpers"
 # Bottom to top: a module may import only modules of lower layers.
 LAYERS = [
     {"names", "storage", "intervals"},
-    {"config"},
+    {"config", "archives"},
     {"corpus"},
     {"encoders"},
     {"embeddings", "geometry", "transforms"},

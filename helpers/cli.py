@@ -103,7 +103,7 @@ def _cmd_embed(args) -> int:
     """Encode the whole corpus in resumable shards into the cache the chapters read."""
     from .analysis import embed_corpus
     from .corpus import corpus_splits
-    from .embeddings import parse_devices
+    from .shards import parse_devices
 
     for flag, value in (("--shard-size", args.shard_size), ("--processes", args.processes)):
         if value < 1:

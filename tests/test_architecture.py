@@ -24,6 +24,7 @@ LAYERS = [
     {"corpus"},
     {"encoders"},
     {"embeddings", "geometry", "transforms"},
+    {"shards"},
     {"training"},
     {"pretraining", "finetuning"},
     {"models"},

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "helpers"
 
 # Bottom to top: a module may import only modules of lower layers.
 LAYERS = [
-    {"names", "storage", "intervals"},
+    {"names", "storage", "intervals", "safe_yaml"},
     {"config", "archives"},
     {"corpus"},
     {"encoders"},

@@ -32,7 +32,8 @@ from .geometry import (
 )
 from .intervals import bootstrap_mean
 from .models import role_encoder
-from .shards import DEFAULT_SHARD_SIZE, encode_shards, plan_shards, shard_encoder, shard_progress
+from .names import DEFAULT_SHARD_SIZE
+from .shards import encode_shards, plan_shards, shard_encoder, shard_progress
 from .transforms import fit_transform
 
 # Readable names of the measurements, in the order tables show them.

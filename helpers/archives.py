@@ -37,8 +37,6 @@ from typing import IO, Any
 from .storage import is_stale, owner_tag, remove_stale
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
-ARCHIVE_MAX_BYTES = 2_000_000_000  # defaults of data.archive_max_bytes / data.archive_max_members
-ARCHIVE_MAX_MEMBERS = 200_000
 ARCHIVE_MAX_NESTING = 3  # an archive in a folder in an archive ... at most this deep
 EXTRACT_PREFIX = ".extract-"
 

@@ -28,13 +28,21 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from .names import (
+    ARCHIVE_MAX_BYTES,
+    ARCHIVE_MAX_MEMBERS,
+    LOSSES,
+    MIN_PER_SUBJECT,
+    Loss,
+    Pooling,
+    Precision,
+)
 from .safe_yaml import BadYAMLError, cut, excerpt, key_name, parse_yaml
 
 CONFIG_ENV = "ANISOTROPY_BOOK_CONFIG"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 MAX_CONFIG_BYTES = 1_000_000
-MIN_PER_SUBJECT = 4  # = helpers.corpus.MIN_PER_SUBJECT (not imported: config stays light)
 BOOK_WINDOW = 512  # positions of the packaged all-MiniLM-L6-v2 and of the book's small BERT
 
 
@@ -95,15 +103,15 @@ class DataSettings(_Strict):
     second_max_per_subject: Int | None = Field(default=200, ge=MIN_PER_SUBJECT)
     test_fraction: Float = Field(default=0.3, gt=0.0, lt=1.0)
     seed: Seed = 13
-    archive_max_bytes: Int = Field(default=2_000_000_000, ge=1)
-    archive_max_members: Int = Field(default=200_000, ge=1)
+    archive_max_bytes: Int = Field(default=ARCHIVE_MAX_BYTES, ge=1)
+    archive_max_members: Int = Field(default=ARCHIVE_MAX_MEMBERS, ge=1)
 
 
 class ModelSpec(_Strict):
     """One model role: a name (hub id, local folder, ``packaged:...`` or ``book:...``) and pooling."""
 
     name: str = Field(min_length=1)
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Pooling = "mean"
 
     @field_validator("name", mode="before")
     @classmethod
@@ -122,7 +130,7 @@ class Encoding(_Strict):
     max_length: Int = Field(default=256, ge=8, le=8192)
     normalize: bool = True
     # fp32: the book's numbers; bf16: about 2.2x faster, cosine >= 0.999; int8: lossy
-    precision: Literal["fp32", "bf16", "int8"] = "fp32"  # = helpers.encoders.PRECISIONS
+    precision: Precision = "fp32"
 
 
 class Pretraining(_Strict):
@@ -154,9 +162,7 @@ class Pretraining(_Strict):
 
 
 class Finetuning(_Strict):
-    losses: list[Literal["batch_all_triplet", "multiple_negatives"]] = Field(
-        default_factory=lambda: ["batch_all_triplet", "multiple_negatives"], min_length=1
-    )
+    losses: list[Loss] = Field(default_factory=lambda: list(LOSSES), min_length=1)
     epochs: Int = Field(default=2, ge=1, le=10_000)
     batch_size: Int = Field(default=32, ge=4, le=4096)  # a batch must hold several subjects
     learning_rate: Float = Field(default=5e-5, gt=0, le=1)

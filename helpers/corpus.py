@@ -35,15 +35,13 @@ import numpy as np
 import pandas as pd
 
 # CorpusError is defined in the archive sandbox, the lowest module raising it; re-exported here.
-from .archives import (
+from .archives import ARCHIVE_SUFFIXES, ArchiveBudget, CorpusError, excerpt, extracted, is_archive
+from .names import (
     ARCHIVE_MAX_BYTES,
     ARCHIVE_MAX_MEMBERS,
-    ARCHIVE_SUFFIXES,
-    ArchiveBudget,
-    CorpusError,
-    excerpt,
-    extracted,
-    is_archive,
+    MIN_PER_SUBJECT,
+    MIN_TEST_PER_SUBJECT,
+    MIN_TRAIN_PER_SUBJECT,
 )
 
 # datasets and scikit-learn are imported where needed: `check` stays light on bad input.
@@ -54,9 +52,6 @@ log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".txt", ".md"}
 TABLE_SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
-MIN_TRAIN_PER_SUBJECT = 3
-MIN_TEST_PER_SUBJECT = 1
-MIN_PER_SUBJECT = MIN_TRAIN_PER_SUBJECT + MIN_TEST_PER_SUBJECT
 LONG_CHUNK_WORDS = 2000  # far beyond any encoder window: worth telling the reader
 MAX_CONFLICTS_SHOWN = 20
 
@@ -383,7 +378,7 @@ def load_corpus(
 
     Archives are extracted under ``scratch_dir`` (pass ``cfg.paths.results_dir``; default:
     the system temp folder) within ``archive_max_bytes`` and ``archive_max_members``
-    (defaults :data:`ARCHIVE_MAX_BYTES`, :data:`ARCHIVE_MAX_MEMBERS`).
+    (defaults :data:`helpers.names.ARCHIVE_MAX_BYTES`, :data:`helpers.names.ARCHIVE_MAX_MEMBERS`).
 
     >>> ds = load_corpus("data/chunks", subjects=["physics", "history"])   # doctest: +SKIP
     >>> sorted(set(ds["subject"]))                                         # doctest: +SKIP

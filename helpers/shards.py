@@ -31,11 +31,10 @@ from tqdm import tqdm
 
 from .embeddings import cache_path, load_cached, load_verified, report_truncation, texts_hash
 from .encoders import Encoder
+from .names import DEFAULT_SHARD_SIZE
 from .storage import CorruptCacheError, save_arrays
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SHARD_SIZE = 1000
 
 
 def shard_bounds(n_texts: int, shard_size: int) -> list[tuple[int, int]]:

@@ -49,7 +49,7 @@ site: $(STAMP)
 ## Debian's Chromium. Run after `make book`: the single-page edition reuses its execution cache.
 pdf: models browser
 	$(BIN)/jupyter-book build $(BOOK) --builder singlehtml $(JB_FLAGS)
-	$(BIN)/python tools/print_book.py $(BOOK)/_build/singlehtml $(BOOK)/_build/pdf/book.pdf
+	$(BIN)/python -m tools.print_book $(BOOK)/_build/singlehtml $(BOOK)/_build/pdf/book.pdf
 
 ## Chromium for the browser check and the PDF, poppler-utils to read the PDF back
 ## (Debian packages; needs root or sudo).

@@ -2,7 +2,7 @@
 
 Readers with a network set the ``models:`` roles to ``bert-base-uncased`` (mean pooling)
 and ``BAAI/bge-base-en-v1.5`` (CLS pooling). This benchmark builds fake hub snapshots of
-both in a temporary ``HF_HOME`` (``tests/hub_snapshots.py``: real configurations, cache
+both in a temporary ``HF_HOME`` (``tools/hub_snapshots.py``: real configurations, cache
 layout, tensor names and tokenizer; RANDOM weights, so the book's numbers and the
 verdicts of its claims mean nothing, while timings, memory and the code path are those of
 the real 110M-parameter models), writes a configuration with those three roles over the
@@ -28,6 +28,9 @@ Run by hand (not in CI; a cold build of the book with 110M models takes a long t
 
     .venv/bin/python bench/hub_models.py [--no-book] [--keep] [--workdir DIR]
 
+It imports :mod:`tools.hub_snapshots` through the editable install, which includes
+``tools`` (``make install`` refreshes an install made before it did).
+
 Needs about 0.9 GB for the fake weights plus the models the build trains, in the work folder.
 """
 
@@ -46,14 +49,11 @@ from pathlib import Path
 
 import yaml
 
+from tools.hub_snapshots import BERT_ID, BGE_ID, HIDDEN, make_hub_cache  # torch only when called
+
 ROOT = Path(__file__).resolve().parents[1]
 JB = Path(sys.executable).parent / "jupyter-book"
 NETGUARD = ROOT / "tests" / "netguard"
-sys.path.insert(
-    0, str(ROOT / "tests")
-)  # hub_snapshots (imports torch/transformers only when called)
-
-from hub_snapshots import BERT_ID, BGE_ID, HIDDEN, make_hub_cache  # noqa: E402
 
 HUB_MODELS = {
     "baseline": {"name": BERT_ID, "pooling": "mean"},

@@ -3,13 +3,18 @@
 Data flows one way, from the bottom to the top (each module imports only those below it;
 ``tests/test_architecture.py`` checks it):
 
-``names``, ``storage``, ``intervals``  vocabulary; atomic, verified files; bootstrap intervals
+``names``         the book's vocabulary, defined once
+``storage``       atomic, verified files
+``intervals``     bootstrap intervals
+``safe_yaml``     read YAML, refusing duplicate keys, deep nesting and alias bombs
 ``config``        load and validate ``config.yaml``
+``archives``      extract a corpus archive safely (limits, plain files only, scratch folders)
 ``corpus``        read a chunks corpus and split it (once per process)
 ``encoders``      load a sentence encoder from a folder or hub id (never trains)
 ``embeddings``    encode with a verified on-disk cache
 ``geometry``      anisotropy, isotropy and separability measurements
 ``transforms``    centering, whitening, all-but-the-top
+``shards``        embed a large corpus in resumable shards, optionally over worker processes
 ``training``      one way to run a training job: lock, atomic publish, training log
 ``pretraining``   the book's small BERT (masked-language modelling)
 ``finetuning``    contrastive fine-tuning with sentence-transformers

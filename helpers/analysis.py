@@ -19,16 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .config import Config
-from .embeddings import (
-    DEFAULT_SHARD_SIZE,
-    embed,
-    encode_shards,
-    layer_embeddings,
-    plan_shards,
-    shard_encoder,
-    shard_progress,
-    token_layer_embeddings,
-)
+from .embeddings import embed, layer_embeddings, token_layer_embeddings
 from .encoders import Encoder
 from .geometry import (
     geometry_report,
@@ -41,6 +32,8 @@ from .geometry import (
 )
 from .intervals import bootstrap_mean
 from .models import role_encoder
+from .names import DEFAULT_SHARD_SIZE
+from .shards import encode_shards, plan_shards, shard_encoder, shard_progress
 from .transforms import fit_transform
 
 # Readable names of the measurements, in the order tables show them.
@@ -93,7 +86,7 @@ def embed_corpus(
     """:func:`embed_splits` for a large corpus: resumable shards, one progress bar, workers.
 
     Each split is encoded ``shard_size`` chunks at a time with
-    :func:`helpers.embeddings.encode_shards` and ends in the cache file
+    :func:`helpers.shards.encode_shards` and ends in the cache file
     :func:`embed_splits` reads, so the chapters reuse it. ``devices`` (e.g.
     ``["cpu", "cpu"]``) spreads the encoding over one worker process per device.
 

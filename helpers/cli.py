@@ -24,7 +24,7 @@ import sys
 import time
 
 from .config import ConfigError, load_config
-from .names import ALL_ROLES, LOSSES, TRANSFORMS
+from .names import ALL_ROLES, DEFAULT_SHARD_SIZE, LOSSES, POOLINGS, TRANSFORMS
 
 log = logging.getLogger("helpers")
 
@@ -103,7 +103,7 @@ def _cmd_embed(args) -> int:
     """Encode the whole corpus in resumable shards into the cache the chapters read."""
     from .analysis import embed_corpus
     from .corpus import corpus_splits
-    from .embeddings import parse_devices
+    from .shards import parse_devices
 
     for flag, value in (("--shard-size", args.shard_size), ("--processes", args.processes)):
         if value < 1:
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pooling",
         default="mean",
-        choices=["mean", "cls"],
+        choices=POOLINGS,
         help="pooling of a model given by name or folder (roles use config.yaml)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -263,10 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pooling",
         default="mean",
-        choices=["mean", "cls"],
+        choices=POOLINGS,
         help="pooling of a model given by name or folder (roles use config.yaml)",
     )
-    p.add_argument("--shard-size", type=int, default=1000, help="chunks per saved shard")
+    p.add_argument(
+        "--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="chunks per saved shard"
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--processes", type=int, default=1, help="CPU worker processes")
     where.add_argument("--devices", help="one worker per device, e.g. cpu,cpu or cuda:0,cuda:1")

@@ -6,10 +6,9 @@ repository's ``config.yaml``. All problems of a file are reported together in on
 :class:`ConfigError`, one line each, naming the file and line, the key, a short excerpt of
 the bad value and how to fix it.
 
-The YAML is read with a safe loader that also refuses what no configuration needs and
-what could exhaust memory: duplicated keys, recursive aliases, nesting deeper than
-:data:`MAX_DEPTH`, and documents that expand (through aliases) to more than
-:data:`MAX_NODES` nodes, a "billion laughs".
+The YAML is read by :mod:`helpers.safe_yaml`, which also refuses what no configuration
+needs and what could exhaust memory: duplicated keys, recursive aliases, deep nesting and
+documents that expand (through aliases) to too many nodes, a "billion laughs".
 
 Example
 -------
@@ -22,7 +21,6 @@ Example
 from __future__ import annotations
 
 import os
-import reprlib
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,68 +28,26 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from .names import (
+    ARCHIVE_MAX_BYTES,
+    ARCHIVE_MAX_MEMBERS,
+    LOSSES,
+    MIN_PER_SUBJECT,
+    Loss,
+    Pooling,
+    Precision,
+)
+from .safe_yaml import BadYAMLError, cut, excerpt, key_name, parse_yaml
+
 CONFIG_ENV = "ANISOTROPY_BOOK_CONFIG"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 MAX_CONFIG_BYTES = 1_000_000
-MAX_DEPTH = 20  # a configuration is 3-4 levels deep
-MAX_NODES = 100_000  # after expanding aliases; the repository's config.yaml has about 100
-MIN_PER_SUBJECT = 4  # = helpers.corpus.MIN_PER_SUBJECT (not imported: config stays light)
 BOOK_WINDOW = 512  # positions of the packaged all-MiniLM-L6-v2 and of the book's small BERT
 
 
 class ConfigError(ValueError):
     """A configuration problem, with the file, key, value and fix in the message."""
-
-
-# --- short quotes of values ------------------------------------------------------------------------------
-
-
-class _ShortRepr(reprlib.Repr):
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel, self.maxlist, self.maxdict, self.maxset = 3, 4, 4, 4
-        self.maxstring, self.maxother, self.fillvalue = 60, 60, "…"
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 64:  # repr() of a huge int is slow, or refused past 4300 digits
-            return f"<a {x.bit_length()}-bit int>"
-        return repr(x)
-
-
-def excerpt(value: Any, limit: int = 80) -> str:
-    """A one-line ``repr`` of ``value`` of at most ``limit`` characters, cut with "…".
-
-    Safe on huge or deeply shared values: it never builds the full ``repr``.
-
-    >>> excerpt("x" * 1000)[:8], len(excerpt("x" * 1000)) <= 80
-    ("'xxxxxxx", True)
-    """
-    try:
-        text = _ShortRepr().repr(value)
-    except Exception:  # noqa: BLE001 - an odd object's __repr__ must not hide the real problem
-        text = f"<{type(value).__name__}>"
-    return _cut(text, limit)
-
-
-def _cut(text: str, limit: int = 80, *, keep_end: bool = False) -> str:
-    """Plain ``text`` on one line, at most ``limit`` characters; ``keep_end`` cuts the middle (for paths)."""
-    text = " ".join(text[: limit * 8].split()) if not keep_end else " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    if keep_end:
-        half = limit // 2
-        return text[: half - 1] + "…" + text[-half:]
-    return text[: limit - 1] + "…"
-
-
-def _name(key: Any) -> str:
-    """A mapping key as shown in messages: strings as they are, anything else as a short repr."""
-    return _cut(key, 60) if isinstance(key, str) else excerpt(key, 60)
-
-
-def _shown_path(path: Path) -> str:
-    return repr(_cut(str(path), 80, keep_end=True))
 
 
 # --- the schema --------------------------------------------------------------------------------------------
@@ -147,15 +103,15 @@ class DataSettings(_Strict):
     second_max_per_subject: Int | None = Field(default=200, ge=MIN_PER_SUBJECT)
     test_fraction: Float = Field(default=0.3, gt=0.0, lt=1.0)
     seed: Seed = 13
-    archive_max_bytes: Int = Field(default=2_000_000_000, ge=1)
-    archive_max_members: Int = Field(default=200_000, ge=1)
+    archive_max_bytes: Int = Field(default=ARCHIVE_MAX_BYTES, ge=1)
+    archive_max_members: Int = Field(default=ARCHIVE_MAX_MEMBERS, ge=1)
 
 
 class ModelSpec(_Strict):
     """One model role: a name (hub id, local folder, ``packaged:...`` or ``book:...``) and pooling."""
 
     name: str = Field(min_length=1)
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Pooling = "mean"
 
     @field_validator("name", mode="before")
     @classmethod
@@ -174,7 +130,7 @@ class Encoding(_Strict):
     max_length: Int = Field(default=256, ge=8, le=8192)
     normalize: bool = True
     # fp32: the book's numbers; bf16: about 2.2x faster, cosine >= 0.999; int8: lossy
-    precision: Literal["fp32", "bf16", "int8"] = "fp32"  # = helpers.encoders.PRECISIONS
+    precision: Precision = "fp32"
 
 
 class Pretraining(_Strict):
@@ -206,9 +162,7 @@ class Pretraining(_Strict):
 
 
 class Finetuning(_Strict):
-    losses: list[Literal["batch_all_triplet", "multiple_negatives"]] = Field(
-        default_factory=lambda: ["batch_all_triplet", "multiple_negatives"], min_length=1
-    )
+    losses: list[Loss] = Field(default_factory=lambda: list(LOSSES), min_length=1)
     epochs: Int = Field(default=2, ge=1, le=10_000)
     batch_size: Int = Field(default=32, ge=4, le=4096)  # a batch must hold several subjects
     learning_rate: Float = Field(default=5e-5, gt=0, le=1)
@@ -258,142 +212,7 @@ class Config(_Strict):
         return self.paths.results_dir / "cache"
 
 
-# --- reading YAML safely -----------------------------------------------------------------------------------
-
-
-class _Refused(yaml.MarkedYAMLError):
-    """YAML that is well-formed but refused (duplicate key, too deep, too big), with its own fix."""
-
-    def __init__(self, problem: str, mark: Any, fix: str) -> None:
-        super().__init__(problem=problem, problem_mark=mark)
-        self.fix = fix
-
-
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate keys and nesting deeper than :data:`MAX_DEPTH`."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent, index):
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _Refused(
-                    f"nested more than {MAX_DEPTH} levels deep",
-                    self.peek_event().start_mark,
-                    "A configuration is a few levels deep; check the brackets and indentation.",
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, Any] = {}
-            for key, _ in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    if key.value in seen:
-                        raise _Refused(
-                            f"key {_name(key.value)!r} appears twice (lines {seen[key.value].line + 1} "
-                            f"and {key.start_mark.line + 1})",
-                            key.start_mark,
-                            "Keep one of them.",
-                        )
-                    seen[key.value] = key.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_object(self, node, deep=False):
-        try:
-            return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:  # e.g. an int of 5000 digits, a 30th of February
-            raise _Refused(
-                f"cannot read value {excerpt(getattr(node, 'value', ''))}: {_cut(str(exc), 120)}",
-                node.start_mark,
-                "Write the value differently (quote it to keep it as text).",
-            ) from None
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return node.value
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    return []
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """Refuse recursive aliases, and documents whose aliases expand to too many nodes or too deep.
-
-    Counts without expanding: a node reached through several aliases is counted once per
-    reference, but computed once.
-    """
-    done: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded node count, expanded height)
-    on_path: set[int] = set()
-    fix = "Write the values out, or use fewer aliases (*name)."
-
-    def visit(node: yaml.Node, depth: int) -> tuple[int, int]:
-        key = id(node)
-        if key in on_path:
-            raise _Refused("recursive alias (a value that contains itself)", node.start_mark, fix)
-        if key not in done:
-            if depth > MAX_DEPTH:
-                raise _Refused(
-                    f"nested more than {MAX_DEPTH} levels deep once aliases are expanded",
-                    node.start_mark,
-                    fix,
-                )
-            on_path.add(key)
-            sizes = [visit(child, depth + 1) for child in _children(node)]
-            on_path.discard(key)
-            done[key] = (1 + sum(n for n, _ in sizes), 1 + max((h for _, h in sizes), default=0))
-            if done[key][0] > MAX_NODES:  # the first (smallest) value over the limit: point at it
-                aliased = done[key][0] > len(done)
-                raise _Refused(
-                    f"this value holds {done[key][0]:,} nodes"
-                    f"{' once its aliases (*name) are expanded, as in a billion laughs' if aliased else ''}; "
-                    f"a configuration may hold at most {MAX_NODES:,}",
-                    node.start_mark,
-                    fix if aliased else "Shorten it: a configuration needs only a few values.",
-                )
-        count, height = done[key]
-        if depth + height - 1 > MAX_DEPTH:
-            raise _Refused(
-                f"nested more than {MAX_DEPTH} levels deep once aliases are expanded",
-                node.start_mark,
-                fix,
-            )
-        return count, height
-
-    visit(root, 1)
-
-
-def _key_lines(root: yaml.Node | None) -> dict[tuple, int]:
-    """Line numbers of the sections and keys (two levels), for messages."""
-    lines: dict[tuple, int] = {}
-    if not isinstance(root, yaml.MappingNode):
-        return lines
-    for key, value in root.value:
-        if isinstance(key, yaml.ScalarNode):
-            lines[(key.value,)] = key.start_mark.line + 1
-            if isinstance(value, yaml.MappingNode):
-                for sub, _ in value.value:
-                    if isinstance(sub, yaml.ScalarNode):
-                        lines[(key.value, sub.value)] = sub.start_mark.line + 1
-    return lines
-
-
-def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(exc, "problem", None) or str(exc)
-    if isinstance(exc, _Refused):
-        return ConfigError(f"{path}: refused YAML{where}: {problem}. {exc.fix}")
-    return ConfigError(
-        f"{path}: malformed YAML{where}: {_cut(str(problem), 200)}. "
-        "Fix the indentation or quoting there (values containing ':' or '#' need quotes)."
-    )
+# --- reading the file ---------------------------------------------------------------------------------------
 
 
 def _read_yaml(source: Path) -> tuple[Any, dict[tuple, int]]:
@@ -407,17 +226,9 @@ def _read_yaml(source: Path) -> tuple[Any, dict[tuple, int]]:
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: not UTF-8 text; save the file as UTF-8.") from None
     try:
-        loader = _Loader(text)  # the reader already refuses control characters here
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None, {}
-            _check_expansion(node)
-            return loader.construct_document(node), _key_lines(node)
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        raise _yaml_error(source, exc) from None
+        return parse_yaml(text)
+    except BadYAMLError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 # --- collecting every problem --------------------------------------------------------------------------------
@@ -478,7 +289,7 @@ def _as_yaml(value: Any) -> str:
 def _add_validation_errors(problems: _Problems, section: str, exc: ValidationError) -> None:
     for err in exc.errors():
         loc = (section, *err["loc"])
-        key = ".".join(_name(p) for p in loc)
+        key = ".".join(key_name(p) for p in loc)
         value = excerpt(err.get("input"))
         if err["type"] == "extra_forbidden":
             fix = f"remove it or check its spelling; see config.yaml in the repository for the keys allowed under {section}"
@@ -504,7 +315,7 @@ def _validate_sections(raw: dict, problems: _Problems) -> tuple[dict[str, _Stric
         if key not in SECTIONS:
             problems.add(
                 (key,),
-                f"unknown key '{_name(key)}' (value {excerpt(value)}): remove it or "
+                f"unknown key '{key_name(key)}' (value {excerpt(value)}): remove it or "
                 "check its spelling; see config.yaml in the repository for the keys allowed under the top level",
             )
     sections, bad = {}, set()
@@ -606,6 +417,10 @@ def _check_subject_lists(data: DataSettings, problems: _Problems) -> None:
             f"key 'data.train_subjects' names {excerpt(missing)} which 'data.subjects' leaves out; "
             "add them to data.subjects or remove them from data.train_subjects.",
         )
+
+
+def _shown_path(path: Path) -> str:
+    return repr(cut(str(path), 80, keep_end=True))
 
 
 def _resolve(base: Path, value: Path | None) -> Path | None:

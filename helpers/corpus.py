@@ -7,7 +7,7 @@ Accepted inputs (``paths.data_dir``):
   ``subject`` columns (an ``id`` column is used when present);
 * a ``.tar.gz``/``.tgz``/``.tar.bz2``/``.tar.xz``/``.tar``/``.zip`` archive holding either of
   the above. It is extracted into a scratch folder (``.extract-*`` under ``scratch_dir``)
-  within limits on size and member count, and removed afterwards.
+  within limits on size and member count, and removed afterwards (:mod:`helpers.archives`).
 
 Subjects are whatever the data holds; nothing here knows about physics or history. Table
 cells are read as text: a subject called ``NA`` or ``null`` is a subject like any other.
@@ -25,26 +25,24 @@ from __future__ import annotations
 import io
 import json
 import logging
-import lzma
 import math
-import shutil
-import stat
-import struct
-import tarfile
-import tempfile
-import zipfile
-import zlib
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .storage import is_stale, owner_tag, remove_stale
+# CorpusError is defined in the archive sandbox, the lowest module raising it; re-exported here.
+from .archives import ARCHIVE_SUFFIXES, ArchiveBudget, CorpusError, excerpt, extracted, is_archive
+from .names import (
+    ARCHIVE_MAX_BYTES,
+    ARCHIVE_MAX_MEMBERS,
+    MIN_PER_SUBJECT,
+    MIN_TEST_PER_SUBJECT,
+    MIN_TRAIN_PER_SUBJECT,
+)
 
 # datasets and scikit-learn are imported where needed: `check` stays light on bad input.
 if TYPE_CHECKING:
@@ -54,30 +52,8 @@ log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".txt", ".md"}
 TABLE_SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
-MIN_TRAIN_PER_SUBJECT = 3
-MIN_TEST_PER_SUBJECT = 1
-MIN_PER_SUBJECT = MIN_TRAIN_PER_SUBJECT + MIN_TEST_PER_SUBJECT
 LONG_CHUNK_WORDS = 2000  # far beyond any encoder window: worth telling the reader
-ARCHIVE_MAX_BYTES = 2_000_000_000  # defaults of data.archive_max_bytes / data.archive_max_members
-ARCHIVE_MAX_MEMBERS = 200_000
-ARCHIVE_MAX_NESTING = 3  # an archive in a folder in an archive ... at most this deep
-EXTRACT_PREFIX = ".extract-"
 MAX_CONFLICTS_SHOWN = 20
-
-
-class CorpusError(ValueError):
-    """A data problem, naming the file or subject and how to fix it."""
-
-
-def excerpt(text: str, limit: int = 60) -> str:
-    """``text`` on one line, cut to ``limit`` characters with "…".
-
-    >>> excerpt("a  long\\ntext", limit=8)
-    'a long …'
-    """
-    flat = " ".join(str(text)[: limit * 4].split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 # --- text files ------------------------------------------------------------------------------------
@@ -272,200 +248,18 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
 
 
-# --- archives --------------------------------------------------------------------------------------
-
-_ARCHIVE_ERRORS = (
-    tarfile.TarError,
-    zipfile.BadZipFile,
-    zlib.error,
-    lzma.LZMAError,
-    EOFError,
-    OSError,
-    ValueError,
-    NotImplementedError,
-    RuntimeError,
-    struct.error,
-)
-
-
-@dataclass
-class _ArchiveBudget:
-    """What extraction may still write, shared by an archive and the archives inside it."""
-
-    max_bytes: int
-    max_members: int
-    archive: Path  # the configured archive, named in messages
-    written: int = 0  # bytes really written so far, by this archive and the ones before it
-    members: int = 0
-    declared: int = 0  # bytes the headers of the archive being read announce
-
-    def _too_big(self, member: str) -> CorpusError:
-        return CorpusError(
-            f"{self.archive}: extracting it would write more than {self.max_bytes:,} bytes (at member {excerpt(member)!r}). "
-            "Raise data.archive_max_bytes if the archive is trusted, or use a smaller corpus."
-        )
-
-    def add_member(self, name: str, size: int) -> None:
-        """Count one member from its header, before anything is written (call :meth:`begin` first)."""
-        self.members += 1
-        if self.members > self.max_members:
-            raise CorpusError(
-                f"{self.archive}: holds more than {self.max_members:,} members. "
-                "Raise data.archive_max_members if the archive is trusted, or split the corpus."
-            )
-        self.declared += max(size, 0)
-        if self.written + self.declared > self.max_bytes:
-            raise self._too_big(name)
-
-    def begin(self) -> None:
-        """Start reading the headers of another (possibly nested) archive."""
-        self.declared = 0
-
-    def copy(self, source: IO[bytes], target: Path, name: str) -> None:
-        """Stream ``source`` into ``target``, counting the bytes really written (headers can lie)."""
-        with open(target, "wb") as out:
-            while block := source.read(1 << 20):
-                self.written += len(block)
-                if self.written > self.max_bytes:
-                    raise self._too_big(name)
-                out.write(block)
-
-
-def _is_archive(path: Path) -> bool:
-    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _member_target(archive: Path, dest: Path, name: str) -> Path | None:
-    """Where member ``name`` goes under ``dest``; ``None`` for the archive's root itself."""
-    clean = name.replace("\\", "/")
-    pure = PurePosixPath(clean)
-    if pure.is_absolute() or ".." in pure.parts or "\0" in clean or clean[1:2] == ":":
-        raise CorpusError(
-            f"{archive}: refuses to extract unsafe member path {excerpt(repr(name), 120)} (absolute or containing '..'). "
-            "Re-create the archive with relative paths inside one folder."
-        )
-    parts = [p for p in pure.parts if p not in ("", ".")]
-    return dest.joinpath(*parts) if parts else None
-
-
-def _refuse_kind(archive: Path, name: str, kind: str) -> CorpusError:
-    return CorpusError(
-        f"{archive}: member {excerpt(repr(name))} is a {kind}; only plain files and folders are accepted."
-    )
-
-
-def _tar_members(
-    archive: Path, tf: tarfile.TarFile, budget: _ArchiveBudget
-) -> Iterator[tuple[str, bool, Any]]:
-    budget.begin()
-    members = []
-    for m in tf:  # headers only: stops at the first member over a limit, before extracting anything
-        budget.add_member(m.name, m.size if m.isreg() else 0)
-        if m.issym() or m.islnk():
-            raise _refuse_kind(archive, m.name, "link")
-        if m.ischr() or m.isblk() or m.isfifo():
-            raise _refuse_kind(archive, m.name, "special file (device or pipe)")
-        if not (m.isreg() or m.isdir()):
-            raise _refuse_kind(archive, m.name, "member of an unsupported type")
-        members.append(m)
-    for m in members:
-        yield m.name, m.isdir(), (lambda m=m: tf.extractfile(m))
-
-
-def _zip_members(
-    archive: Path, zf: zipfile.ZipFile, budget: _ArchiveBudget
-) -> Iterator[tuple[str, bool, Any]]:
-    budget.begin()
-    infos = zf.infolist()
-    for info in infos:
-        budget.add_member(info.filename, info.file_size)
-        mode = info.external_attr >> 16  # Unix mode bits, when the zip was made on Unix
-        if stat.S_ISLNK(mode):
-            raise _refuse_kind(archive, info.filename, "link")
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-            raise _refuse_kind(archive, info.filename, "special file (device or pipe)")
-    for info in infos:
-        yield info.filename, info.is_dir(), (lambda info=info: zf.open(info))
-
-
-def _extract_member(archive: Path, target: Path, name: str, is_dir: bool, opener, budget) -> None:
-    try:
-        if is_dir:
-            target.mkdir(parents=True, exist_ok=True)
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with opener() as source:
-            budget.copy(source, target, name)
-    except OSError as exc:  # e.g. a file and a folder of one name, a name too long
-        if exc.errno is None:  # not the file system: the archive's data itself (gzip, zlib ...)
-            raise
-        raise CorpusError(
-            f"{archive}: cannot extract member {excerpt(repr(name))} ({exc.strerror}). "
-            "Re-create the archive from a plain folder of files."
-        ) from None
-
-
-def _safe_extract(archive: Path, dest: Path, budget: _ArchiveBudget) -> None:
-    """Extract ``archive`` into ``dest``: plain files and folders only, inside ``dest``, within ``budget``."""
-    try:
-        is_zip = archive.name.lower().endswith(".zip")
-        with zipfile.ZipFile(archive) if is_zip else tarfile.open(archive, "r:*") as handle:
-            members = (
-                _zip_members(archive, handle, budget)
-                if is_zip
-                else _tar_members(archive, handle, budget)
-            )
-            for name, is_dir, opener in members:
-                target = _member_target(archive, dest, name)
-                if target is not None:
-                    _extract_member(archive, target, name, is_dir, opener, budget)
-    except CorpusError:
-        raise
-    except _ARCHIVE_ERRORS as exc:
-        raise CorpusError(
-            f"{archive}: cannot be read as an archive ({type(exc).__name__}: {excerpt(exc, 120)}). "
-            "Check that the download is complete and the file is not encrypted."
-        ) from None
-
-
-@contextmanager
-def _scratch_folder(root: Path | None) -> Iterator[Path]:
-    """A fresh ``.extract-*`` folder under ``root`` (default: the system temp folder), removed afterwards.
-
-    Leftovers of killed runs (owner gone, or older than :data:`helpers.storage.STALE_AFTER`) go first.
-    """
-    root = Path(root) if root is not None else Path(tempfile.gettempdir())
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        for old in root.glob(EXTRACT_PREFIX + "*"):
-            if is_stale(old, "-".join(old.name[len(EXTRACT_PREFIX) :].split("-")[:2])):
-                remove_stale(old)
-        folder = Path(tempfile.mkdtemp(prefix=f"{EXTRACT_PREFIX}{owner_tag()}-", dir=root))
-    except OSError as exc:
-        raise CorpusError(
-            f"{root}: cannot create a scratch folder to extract into ({exc.strerror or exc}). "
-            "Make paths.results_dir writable."
-        ) from None
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+# --- folders and files -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Context:
     scratch_dir: Path | None  # where archives are extracted (None: the system temp folder)
-    budget: _ArchiveBudget
+    budget: ArchiveBudget
     nesting: int = 0
 
 
 def _load_archive(path: Path, ctx: _Context) -> pd.DataFrame:
-    if ctx.nesting >= ARCHIVE_MAX_NESTING:
-        raise CorpusError(
-            f"{path}: archives nested more than {ARCHIVE_MAX_NESTING} deep. Extract the inner archive first."
-        )
-    with _scratch_folder(ctx.scratch_dir) as folder:
-        _safe_extract(path, folder, ctx.budget)
+    with extracted(path, ctx.budget, scratch_dir=ctx.scratch_dir, nesting=ctx.nesting) as folder:
         inner = folder
         entries = [p for p in inner.iterdir() if not p.name.startswith((".", "__MACOSX"))]
         # An archive usually wraps everything in one top folder (chunks/...).
@@ -476,12 +270,9 @@ def _load_archive(path: Path, ctx: _Context) -> pd.DataFrame:
     return frame
 
 
-# --- folders and files -------------------------------------------------------------------------------
-
-
 def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
     if path.is_file():
-        if _is_archive(path):
+        if is_archive(path):
             return _load_archive(path, ctx)
         if path.suffix.lower() in TABLE_SUFFIXES:
             return _read_table(path)
@@ -500,7 +291,7 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
     tables = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
     if tables:
         return pd.concat([_read_table(t) for t in tables], ignore_index=True)
-    archives = sorted(p for p in path.iterdir() if p.is_file() and _is_archive(p))
+    archives = sorted(p for p in path.iterdir() if p.is_file() and is_archive(p))
     if len(archives) == 1:
         return _load_path(archives[0], ctx)
     raise CorpusError(
@@ -587,7 +378,7 @@ def load_corpus(
 
     Archives are extracted under ``scratch_dir`` (pass ``cfg.paths.results_dir``; default:
     the system temp folder) within ``archive_max_bytes`` and ``archive_max_members``
-    (defaults :data:`ARCHIVE_MAX_BYTES`, :data:`ARCHIVE_MAX_MEMBERS`).
+    (defaults :data:`helpers.names.ARCHIVE_MAX_BYTES`, :data:`helpers.names.ARCHIVE_MAX_MEMBERS`).
 
     >>> ds = load_corpus("data/chunks", subjects=["physics", "history"])   # doctest: +SKIP
     >>> sorted(set(ds["subject"]))                                         # doctest: +SKIP
@@ -596,7 +387,7 @@ def load_corpus(
     from datasets import Dataset
 
     path = Path(path)
-    budget = _ArchiveBudget(
+    budget = ArchiveBudget(
         max_bytes=ARCHIVE_MAX_BYTES if archive_max_bytes is None else archive_max_bytes,
         max_members=ARCHIVE_MAX_MEMBERS if archive_max_members is None else archive_max_members,
         archive=path,

@@ -44,10 +44,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .names import PRECISIONS, Pooling, Precision
 from .storage import file_fingerprint
 
 if TYPE_CHECKING:
@@ -59,8 +60,6 @@ log = logging.getLogger(__name__)
 PACKAGED_PREFIX = "packaged:"
 BOOK_PREFIX = "book:"
 HUB_HOST = ("huggingface.co", 443)
-#: Values of ``encoding.precision`` (see the module docstring).
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class ModelUnavailableError(RuntimeError):
@@ -194,11 +193,11 @@ class Encoder:
 
     name: str
     path: Path
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Pooling = "mean"
     normalize: bool = True
     max_length: int = 256
     fingerprint: str = ""
-    precision: Literal["fp32", "bf16", "int8"] = "fp32"
+    precision: Precision = "fp32"
     _model: SentenceTransformer | None = field(default=None, repr=False)
     _fast: FastTransformer | None = field(default=None, repr=False)
 
@@ -401,7 +400,7 @@ def load_encoder(
 
     ``path`` is the already-resolved folder (for models the book trained); otherwise
     ``name`` is resolved with :func:`resolve_model_path`. ``precision`` is one of
-    :data:`PRECISIONS`.
+    :data:`helpers.names.PRECISIONS`.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")

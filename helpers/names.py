@@ -1,12 +1,20 @@
-"""The book's vocabulary, defined once: model roles, transforms, losses.
+"""The book's vocabulary, defined once: model roles, transforms, losses, and shared limits.
 
-Every module, the command line and the chapters import these names from here.
+Every module, the command line and the chapters import these names from here. Values that
+``config.yaml`` validates and another module applies (choices, defaults, minimums) live
+here too, so the two can never disagree and ``config`` stays light.
 
 >>> "baseline" in ROLES
+True
+>>> LOSSES
+('batch_all_triplet', 'multiple_negatives')
+>>> MIN_PER_SUBJECT == MIN_TRAIN_PER_SUBJECT + MIN_TEST_PER_SUBJECT
 True
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 #: Configured model roles (keys of ``models:`` in ``config.yaml``).
 ROLES = ("baseline", "contrastive", "finetune_base")
@@ -16,8 +24,16 @@ FINETUNED = "finetuned"
 SMALL_BERT = "book:small-bert"
 #: Post-hoc transforms of :mod:`helpers.transforms`.
 TRANSFORMS = ("none", "center", "abtt", "whiten")
-#: Fine-tuning losses of :mod:`helpers.finetuning`.
-LOSSES = ("batch_all_triplet", "multiple_negatives")
+# Choices as types (config.py's schema checks them) and as tuples, one spelling each.
+Loss = Literal["batch_all_triplet", "multiple_negatives"]
+Pooling = Literal["mean", "cls"]
+Precision = Literal["fp32", "bf16", "int8"]
+#: Fine-tuning losses of :mod:`helpers.finetuning` (values of ``finetuning.losses``).
+LOSSES: tuple[Loss, ...] = get_args(Loss)
+#: Poolings of a sentence encoder (``models.<role>.pooling``, ``--pooling``).
+POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
+#: What :mod:`helpers.encoders` computes in (``encoding.precision``).
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 #: Scales (1 / temperature) of Chapter 5's temperature study, trained one epoch each.
 TEMPERATURE_SCALES = (20.0, 100.0)
 TEMPERATURE_EPOCHS = 1
@@ -35,3 +51,15 @@ DERIVED_ROLES = {
 }
 #: Every role a chapter or ``python -m helpers`` accepts.
 ALL_ROLES = (*ROLES, *DERIVED_ROLES)
+
+#: Fewest chunks the train/test split (:mod:`helpers.corpus`) leaves a subject on each
+#: side; ``data.max_per_subject`` may not ask for fewer than their sum.
+MIN_TRAIN_PER_SUBJECT = 3
+MIN_TEST_PER_SUBJECT = 1
+MIN_PER_SUBJECT = MIN_TRAIN_PER_SUBJECT + MIN_TEST_PER_SUBJECT
+#: Defaults of ``data.archive_max_bytes`` and ``data.archive_max_members``
+#: (:mod:`helpers.archives`).
+ARCHIVE_MAX_BYTES = 2_000_000_000
+ARCHIVE_MAX_MEMBERS = 200_000
+#: Texts per saved shard of ``python -m helpers embed`` (:mod:`helpers.shards`).
+DEFAULT_SHARD_SIZE = 1000

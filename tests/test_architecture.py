@@ -19,11 +19,12 @@ PACKAGE = ROOT / "helpers"
 
 # Bottom to top: a module may import only modules of lower layers.
 LAYERS = [
-    {"names", "storage", "intervals"},
-    {"config"},
+    {"names", "storage", "intervals", "safe_yaml"},
+    {"config", "archives"},
     {"corpus"},
     {"encoders"},
     {"embeddings", "geometry", "transforms"},
+    {"shards"},
     {"training"},
     {"pretraining", "finetuning"},
     {"models"},

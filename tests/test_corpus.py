@@ -601,9 +601,9 @@ def test_archive_with_too_many_members_is_refused(tiny_corpus, tmp_path):
 
 
 def test_streamed_bytes_are_counted_even_when_headers_lie(tmp_path):
-    from helpers.corpus import _ArchiveBudget
+    from helpers.archives import ArchiveBudget
 
-    budget = _ArchiveBudget(max_bytes=1_000_000, max_members=10, archive=tmp_path / "liar.zip")
+    budget = ArchiveBudget(max_bytes=1_000_000, max_members=10, archive=tmp_path / "liar.zip")
     target = tmp_path / "out.txt"
     with pytest.raises(CorpusError, match="archive_max_bytes"):
         budget.copy(io.BytesIO(b"x" * 5_000_000), target, "liar.txt")

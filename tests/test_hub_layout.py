@@ -2,7 +2,7 @@
 
 Readers with a network set the three ``models:`` roles to ``bert-base-uncased`` (mean
 pooling) and ``BAAI/bge-base-en-v1.5`` (CLS pooling). Here there is no network, so
-:mod:`hub_snapshots` lays out both models in a temporary ``HF_HOME`` exactly as the hub
+:mod:`tools.hub_snapshots` lays out both models in a temporary ``HF_HOME`` exactly as the hub
 cache holds them (real configurations, layout, tensor names and tokenizer; random weights,
 so the numbers mean nothing) and the book's command line runs on them in subprocesses
 with ``HF_HUB_OFFLINE=1`` and network connections refused (``tests/netguard``):
@@ -28,8 +28,14 @@ import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # hub_snapshots, beside this file
-from hub_snapshots import BERT_ID, BGE_ID, HIDDEN, make_hub_cache, saved_tensors, snapshot_folder  # noqa: E402
+from tools.hub_snapshots import (
+    BERT_ID,
+    BGE_ID,
+    HIDDEN,
+    make_hub_cache,
+    saved_tensors,
+    snapshot_folder,
+)
 
 pytestmark = pytest.mark.slow
 

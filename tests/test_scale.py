@@ -337,21 +337,35 @@ def test_embed_in_two_processes_gives_the_same_vectors(tmp_path, monkeypatch, un
 
 
 @pytest.mark.slow
-def test_embed_in_shards_ends_in_the_cache_embed_reads(tmp_path, monkeypatch):
-    from helpers.embeddings import cache_path, embed, embed_in_shards
+def test_embed_corpus_ends_in_the_cache_embed_reads(tmp_path, monkeypatch):
+    """What `helpers embed` runs leaves embed's cache files, which a second run reuses."""
+    from helpers.analysis import embed_corpus
+    from helpers.config import Config
+    from helpers.embeddings import cache_path, embed
     from helpers.encoders import load_encoder
 
-    texts = [f"Sentence number {i} about {'cells' if i % 2 else 'forces'}." for i in range(11)]
+    texts = [f"Sentence number {i} about {'cells' if i % 2 else 'forces'}." for i in range(17)]
+    splits = {"train": {"text": texts[:11]}, "test": {"text": texts[11:]}}  # 3 and 2 shards
+    cfg = Config.model_validate({"paths": {"data_dir": tmp_path, "results_dir": tmp_path}})
     encoder = load_encoder("packaged:all-MiniLM-L6-v2")
-    sharded = embed_in_shards(encoder, texts, cache_dir=tmp_path, shard_size=SHARD)
-    assert sharded.shape == (11, 384) and sharded.dtype == np.float32
-    assert cache_path(tmp_path, "sentences", encoder, texts).is_file()
-    assert list(tmp_path.iterdir()) == [cache_path(tmp_path, "sentences", encoder, texts)]
+    finals = {
+        name: cache_path(cfg.cache_dir, "sentences", encoder, splits[name]["text"])
+        for name in splits
+    }
+    sharded = embed_corpus(cfg, encoder, splits, shard_size=SHARD)
+    for name, vectors in (("train", sharded.train), ("test", sharded.test)):
+        assert vectors.shape == (len(splits[name]["text"]), 384) and vectors.dtype == np.float32
+        assert finals[name].is_file()
+    assert list(tmp_path.iterdir()) == [cfg.cache_dir]
+    assert sorted(cfg.cache_dir.iterdir()) == sorted(finals.values())  # no shard folder is left
     refuse_encoding(monkeypatch)
-    np.testing.assert_array_equal(embed(encoder, texts, cache_dir=tmp_path), sharded)
-    np.testing.assert_array_equal(
-        embed_in_shards(encoder, texts, cache_dir=tmp_path, shard_size=SHARD), sharded
-    )
+    for name, vectors in (("train", sharded.train), ("test", sharded.test)):
+        np.testing.assert_array_equal(
+            embed(encoder, splits[name]["text"], cache_dir=cfg.cache_dir), vectors
+        )
+    again = embed_corpus(cfg, encoder, splits, shard_size=SHARD)
+    np.testing.assert_array_equal(again.train, sharded.train)
+    np.testing.assert_array_equal(again.test, sharded.test)
 
 
 @pytest.mark.parametrize(

@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
-from sitecheck import (
+
+from helpers.charts import FADED
+from tools.sitecheck import (
     check_site,
     drive_linked_view,
     drive_neighbour_explorer,
     hover_first_point,
 )
-
-from helpers.charts import FADED
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "test-build"
@@ -236,10 +236,12 @@ def test_printed_book_has_every_chapter_and_vector_charts(built_site):
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "tools" / "print_book.py"),
+            "-m",
+            "tools.print_book",
             str(OUT / "_build" / "singlehtml"),
             str(pdf),
         ],
+        cwd=ROOT,
         capture_output=True,
         text=True,
     )

@@ -1,6 +1,6 @@
 """Headless Chromium (Debian's package) on a site served from this machine, network blocked.
 
-Shared by the browser check (``tests/sitecheck.py``) and the printed book
+Shared by the browser check (``tools/sitecheck.py``) and the printed book
 (``tools/print_book.py``): serve a folder on 127.0.0.1, launch Chromium, and let pages
 load only loopback URLs.
 """

@@ -3,7 +3,7 @@
 ``make pdf`` first builds the single-page edition (``jupyter-book build --builder
 singlehtml``, which reuses ``make book``'s execution cache), then runs::
 
-    .venv/bin/python tools/print_book.py _build/singlehtml _build/pdf/book.pdf
+    .venv/bin/python -m tools.print_book _build/singlehtml _build/pdf/book.pdf
 
 The page is opened with the network blocked, as the browser check does. Before printing,
 the script waits until every chart is drawn (as SVG, so charts stay vector graphics) and
@@ -20,12 +20,10 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser import CHARTS_SETTLED, block_network, launch, serve  # noqa: E402
+from .browser import CHARTS_SETTLED, block_network, launch, serve
 
 PRINT_CSS = """
 @page { size: A4; margin: 16mm 14mm 18mm 14mm; }

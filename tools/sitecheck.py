@@ -3,9 +3,10 @@
 Serves ``_build/html`` on 127.0.0.1, blocks every request that is not to the loopback
 address (and records it), and for each page collects console errors, failed requests and
 charts that did not render. Saves desktop and phone-width screenshots under
-``_build/screenshots/``. Used by ``tests/test_site.py``; also runnable by hand:
+``_build/screenshots/``. Used by ``tests/test_site.py``; also runnable by hand, from the
+repository root:
 
-    .venv/bin/python tests/sitecheck.py [_build/html]
+    .venv/bin/python -m tools.sitecheck [_build/html]
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from browser import (  # noqa: E402
+from .browser import (
     CHARTS_SETTLED,
     LOOPBACK,
     block_network,

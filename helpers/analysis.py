@@ -120,6 +120,24 @@ def measure_embeddings(emb: SplitEmbeddings, splits, transform="none") -> dict:
     return {"model": emb.model, "transform": str(transform), **report.as_dict()}
 
 
+def tfidf_embeddings(splits) -> SplitEmbeddings:
+    """A bag of words for comparison: TF-IDF vectors of both splits (vocabulary from train).
+
+    Words seen in fewer than two training chunks are dropped; rows are unit length.
+
+    >>> from datasets import Dataset, DatasetDict
+    >>> part = Dataset.from_dict({"text": ["cells divide", "cells grow", "empires fall"]})
+    >>> tfidf_embeddings(DatasetDict(train=part, test=part)).train.shape
+    (3, 1)
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(min_df=2, sublinear_tf=True)
+    train = vectorizer.fit_transform(list(splits["train"]["text"])).toarray()
+    test = vectorizer.transform(list(splits["test"]["text"])).toarray()
+    return SplitEmbeddings(model="TF-IDF", train=train, test=test)
+
+
 def measure(cfg: Config, model: str, splits, transform="none", *, progress=False) -> dict:
     """Embed (cached) and measure one model on ``splits``."""
     return measure_embeddings(

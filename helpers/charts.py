@@ -316,6 +316,107 @@ def projection_grid(
     return alt.vconcat(grid, selected_chunks_table(data, selected, table_rows, table_width))
 
 
+def side_view_grid(
+    views: dict[str, np.ndarray],
+    subjects: Sequence[str],
+    texts: Sequence[str],
+    width: int = 220,
+    height: int = 220,
+) -> alt.HConcatChart:
+    """Each model's unit vectors seen from the side (:func:`helpers.geometry.side_view`).
+
+    Every panel has the same scales, the unit circle and the origin (a cross), so a cone
+    reads as a tight group far from the origin and an isotropic cloud as a blob around it.
+    """
+    angles = np.linspace(0, 2 * np.pi, 121)
+    circle = pd.DataFrame({"x": np.cos(angles), "y": np.sin(angles), "order": range(121)})
+    scale = alt.Scale(domain=[-1.05, 1.05], nice=False, zero=False)
+    panels = []
+    for name, coords in views.items():
+        frame = pd.DataFrame(
+            {
+                "x": coords[:, 0],
+                "y": coords[:, 1],
+                "subject": list(subjects),
+                "snippet": [snippet(t) for t in texts],
+            }
+        )
+        colors = subject_colors(frame["subject"])
+        points = (
+            alt.Chart(frame)
+            .mark_point(opacity=0.8)
+            .encode(
+                x=alt.X("x:Q", scale=scale, title="along the mean direction"),
+                y=alt.Y("y:Q", scale=scale, title="across it (first PC)"),
+                color=alt.Color("subject:N", scale=colors, title="Subject"),
+                shape=alt.Shape(
+                    "subject:N", scale=alt.Scale(domain=colors.domain), title="Subject"
+                ),
+                tooltip=[alt.Tooltip("subject:N"), alt.Tooltip("snippet:N", title="chunk")],
+            )
+        )
+        ring = (
+            alt.Chart(circle)
+            .mark_line(color="#999999", strokeDash=[3, 3])
+            .encode(x=alt.X("x:Q", scale=scale), y=alt.Y("y:Q", scale=scale), order="order:Q")
+        )
+        origin = (
+            alt.Chart(pd.DataFrame({"x": [0.0], "y": [0.0]}))
+            .mark_point(shape="cross", size=120, color="black", filled=True)
+            .encode(x=alt.X("x:Q", scale=scale), y=alt.Y("y:Q", scale=scale))
+        )
+        panels.append(
+            alt.layer(ring, origin, points, title=name).properties(width=width, height=height)
+        )
+    return alt.hconcat(*panels)
+
+
+def alignment_uniformity_plane(
+    paths: pd.DataFrame, points: pd.DataFrame, width: int = 460, height: int = 320
+) -> alt.LayerChart:
+    """Models in the alignment-uniformity plane (Wang & Isola, 2020), training runs as paths.
+
+    ``paths`` has columns ``run``, ``step``, ``alignment``, ``uniformity`` (one row per
+    evaluation of a training run); ``points`` has ``model``, ``alignment``, ``uniformity``.
+    Lower is better on both axes, so the best corner is the bottom left.
+    """
+    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7f7f7f"]
+    x = alt.X(
+        "alignment:Q",
+        title="alignment (lower = same-subject pairs closer)",
+        scale=alt.Scale(zero=False),
+    )
+    y = alt.Y(
+        "uniformity:Q", title="uniformity (lower = more spread out)", scale=alt.Scale(zero=False)
+    )
+    lines = (
+        alt.Chart(paths)
+        .mark_line(point=alt.OverlayMarkDef(size=18), strokeWidth=1.5)
+        .encode(
+            x=x,
+            y=y,
+            order="step:Q",
+            color=alt.Color("run:N", title="training run", scale=alt.Scale(range=palette)),
+            tooltip=[
+                alt.Tooltip("run:N"),
+                alt.Tooltip("step:Q"),
+                alt.Tooltip("alignment:Q", format=".3f"),
+                alt.Tooltip("uniformity:Q", format=".3f"),
+            ],
+        )
+    )
+    marks = alt.Chart(points).encode(x=x, y=y)
+    dots = marks.mark_point(size=90, filled=True, color="black").encode(
+        tooltip=[
+            alt.Tooltip("model:N"),
+            alt.Tooltip("alignment:Q", format=".3f"),
+            alt.Tooltip("uniformity:Q", format=".3f"),
+        ]
+    )
+    labels = marks.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="model:N")
+    return alt.layer(lines, dots, labels).properties(width=width, height=height)
+
+
 def neighbour_explorer(
     queries: pd.DataFrame, neighbours: pd.DataFrame, default: int, width: int = 560
 ) -> alt.VConcatChart:

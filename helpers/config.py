@@ -173,6 +173,17 @@ class Finetuning(_Strict):
     seed: Seed = 13
 
 
+class Continued(_Strict):
+    """Training that starts from ``models.baseline`` (MLM + SimCSE, MLM + fine-tune).
+
+    The rest of the recipe is ``finetuning``'s. The small BERT was pre-trained at a rate
+    of 2e-3 and moves little at a sentence encoder's 5e-5; bert-base wants about 3e-5.
+    """
+
+    learning_rate: Float = Field(default=5e-4, gt=0, le=1)
+    epochs: Int = Field(default=4, ge=1, le=10_000)
+
+
 SECTIONS: dict[str, type[_Strict]] = {
     "paths": Paths,
     "data": DataSettings,
@@ -180,6 +191,7 @@ SECTIONS: dict[str, type[_Strict]] = {
     "encoding": Encoding,
     "pretraining": Pretraining,
     "finetuning": Finetuning,
+    "continued": Continued,
 }
 
 
@@ -192,6 +204,7 @@ class Config(_Strict):
     encoding: Encoding = Encoding()
     pretraining: Pretraining = Pretraining()
     finetuning: Finetuning = Finetuning()
+    continued: Continued = Continued()
     source: Path = Field(default=Path("config.yaml"), exclude=True)
 
     def shown(self, path: Path) -> str:

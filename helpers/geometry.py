@@ -34,7 +34,7 @@ from scipy.special import logsumexp
 from sklearn import config_context
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, confusion_matrix, silhouette_samples
+from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score, silhouette_samples
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
@@ -304,6 +304,52 @@ def uniformity(X: np.ndarray, t: float = 2.0) -> float:
     for sq in pair_sq_distances(U):
         log_sum = np.logaddexp(log_sum, logsumexp(-t * sq))
     return float(log_sum - np.log(n * (n - 1) / 2))
+
+
+def same_subject_auc(X: np.ndarray, labels: np.ndarray) -> float:
+    """How well a pair's cosine tells same-subject pairs from the rest: the ROC AUC over all pairs.
+
+    0.5 is chance, 1 means every same-subject pair is more similar than every other pair.
+    Only the order of the cosines counts: a change that raises every cosine but keeps their
+    order leaves it as it was.
+
+    >>> X = np.array([[1, 0.1], [1, 0.2], [0.1, 1], [0.2, 1]])
+    >>> same_subject_auc(X, np.array(["a", "a", "b", "b"]))
+    1.0
+    """
+    U = unit_rows(X)
+    labels = np.asarray(labels)
+    i, j = np.triu_indices(len(U), k=1)
+    cosines = np.einsum("ij,ij->i", U[i], U[j])
+    return float(roc_auc_score(labels[i] == labels[j], cosines))
+
+
+def side_view(X: np.ndarray) -> np.ndarray:
+    """Unit vectors seen from the side: coordinates along the mean direction and across it.
+
+    Column 0 is each unit vector's projection on the direction of the mean unit vector;
+    column 1 its projection on the first principal direction of the centred vectors, made
+    orthogonal to the mean direction, so the two columns are an exact 2-D projection
+    (every point lies within the unit disc). A narrow cone shows as a tight group far to
+    the right of the origin; an isotropic cloud as a blob around it.
+
+    >>> view = side_view(np.array([[1.0, 0.1, 0], [1.0, -0.1, 0], [1.0, 0, 0.1]]))
+    >>> bool(np.all(view[:, 0] > 0.99))
+    True
+    """
+    U = unit_rows(X)
+    mean = U.mean(axis=0)
+    along = mean / np.linalg.norm(mean)
+    centred = U - mean
+    first = np.linalg.svd(centred, full_matrices=False)[2][0]
+    across = first - (first @ along) * along
+    norm = np.linalg.norm(across)
+    across = across / norm if norm > 1e-12 else across
+    coords = np.column_stack([U @ along, U @ across])
+    # A fixed sign, so reruns do not mirror the picture.
+    if coords[np.abs(coords[:, 1]).argmax(), 1] < 0:
+        coords[:, 1] *= -1
+    return coords
 
 
 @dataclass(frozen=True)

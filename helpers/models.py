@@ -155,7 +155,10 @@ class _Plan:
 
 
 def _plan(cfg: Config, role: str, splits, loss: str | None, settings: Finetuning | None) -> _Plan:
-    settings = settings or cfg.finetuning
+    if settings is None:
+        settings = cfg.finetuning
+        if DERIVED_ROLES[role] == "baseline":
+            settings = settings.model_copy(update=cfg.continued.model_dump())
     if loss is None:
         loss = SIMCSE if role == BASELINE_SIMCSE else settings.losses[0]
     base = base_encoder(cfg, splits, role=DERIVED_ROLES[role], max_length=settings.max_length)

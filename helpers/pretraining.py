@@ -63,6 +63,8 @@ TOKENIZER_SOURCE = "all-MiniLM-L6-v2"  # its tokenizer is bert-base-uncased's
 INITIAL = "initial"  # sub-folder holding the untrained model (step 0)
 HELDOUT_SEED = 12345  # the one fixed masking of the held-out blocks
 HELDOUT_MASK = 0.15  # BERT's rate, whatever rate training uses
+#: A model within this many nats of the unigram reference is "on the plateau" (Chapter 3).
+PLATEAU_NATS = 0.1
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -425,6 +427,23 @@ def _save(model, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def mlm_step(
+    model, batch: torch.Tensor, tokenizer, rate: float, gen, autocast=nullcontext
+) -> float:
+    """One masked-language-modelling step on ``batch``: mask, predict, backpropagate.
+
+    The gradients are left in the model for the optimiser; returns the loss (nats).
+    """
+    corrupted, selected = mask_tokens(batch, tokenizer, rate, gen)
+    with autocast():
+        hidden = model.bert(input_ids=corrupted).last_hidden_state
+        logits = model.cls(hidden[selected])  # the vocabulary projection only where scored
+    loss = torch.nn.functional.cross_entropy(logits.float(), batch[selected])
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    return loss.item()
+
+
 def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> TrainingLog:
     """Train the small BERT into ``out_dir`` (its untrained twin into ``out_dir/initial``)."""
     from transformers import BertForMaskedLM, get_linear_schedule_with_warmup
@@ -481,17 +500,11 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
     for step in tqdm(range(1, p.steps + 1), desc="MLM pre-training", disable=not progress):
         blocks, size = (long, long_batch) if step > long_from else (short, p.batch_size)
         batch = blocks[torch.randint(len(blocks), (size,), generator=gen)]
-        corrupted, selected = mask_tokens(batch, tokenizer, p.mask_probability, gen)
-        with autocast():
-            hidden = model.bert(input_ids=corrupted).last_hidden_state
-            logits = model.cls(hidden[selected])  # the vocabulary projection only where scored
-        loss = torch.nn.functional.cross_entropy(logits.float(), batch[selected])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        loss = mlm_step(model, batch, tokenizer, p.mask_probability, gen, autocast)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        recent.append(loss.item())
+        recent.append(loss)
         tokens += batch.numel()
         if step % p.track_every == 0 or step == p.steps:
             records.append(checkpoint(step, float(np.mean(recent))))

@@ -405,6 +405,8 @@ def alignment_uniformity_plane(
             ],
         )
     )
+    # Alternate labels above and below, in order of alignment, so close points stay legible.
+    points = points.sort_values("alignment").assign(below=[i % 2 for i in range(len(points))])
     marks = alt.Chart(points).encode(x=x, y=y)
     dots = marks.mark_point(size=90, filled=True, color="black").encode(
         tooltip=[
@@ -413,8 +415,10 @@ def alignment_uniformity_plane(
             alt.Tooltip("uniformity:Q", format=".3f"),
         ]
     )
-    labels = marks.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(text="model:N")
-    return alt.layer(lines, dots, labels).properties(width=width, height=height)
+    above = marks.transform_filter("datum.below == 0").mark_text(align="left", dx=7, dy=-8)
+    below = marks.transform_filter("datum.below == 1").mark_text(align="left", dx=7, dy=10)
+    labels = [layer.encode(text="model:N") for layer in (above, below)]
+    return alt.layer(lines, dots, *labels).properties(width=width, height=height)
 
 
 def neighbour_explorer(

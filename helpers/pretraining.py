@@ -237,7 +237,9 @@ class BigramReference:
 
 
 #: How a selected held-out position is shown to the model (BERT's 80/10/10 while training).
-SHOWN_AS = ("[MASK]", "the true token", "a random token")
+SHOWN_AS = ("[MASK]", "true token", "random token")
+#: Rows of :meth:`HeldOutMLM.score_by_kind`: the training-style input, its parts, all hidden.
+TRAINING_STYLE, ALL_HIDDEN = "80/10/10: all", "all as [MASK]"
 
 
 class HeldOutMLM:
@@ -285,12 +287,10 @@ class HeldOutMLM:
         part of it, and every target as ``[MASK]`` (the book's score); beside the unigram's.
         """
         mixed = self._target_scores(mlm, self.corrupted)
-        rows = [("all, shown 80/10/10 as in training", torch.ones_like(self.kind).bool(), mixed)]
-        rows += [(f"shown as {name}", self.kind == k, mixed) for k, name in enumerate(SHOWN_AS)]
+        rows = [(TRAINING_STYLE, torch.ones_like(self.kind).bool(), mixed)]
+        rows += [(f"80/10/10: {name}", self.kind == k, mixed) for k, name in enumerate(SHOWN_AS)]
         all_masked = self._target_scores(mlm, self.masked)
-        rows.append(
-            ("all, every one shown as [MASK]", torch.ones_like(self.kind).bool(), all_masked)
-        )
+        rows.append((ALL_HIDDEN, torch.ones_like(self.kind).bool(), all_masked))
         out = []
         for label, keep, (loss, hit) in rows:
             targets = self.targets[keep]

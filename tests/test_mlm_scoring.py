@@ -77,9 +77,9 @@ def test_copying_the_input_wins_only_where_the_answer_is_visible():
     copier = Copier(1000)
     unigram = UnigramReference(held.blocks, 1000, tok.all_special_ids)
     rows = {r["positions"]: r for r in held.score_by_kind(copier, unigram)}
-    assert rows["shown as the true token"]["model_accuracy"] == 1.0
-    assert rows["all, every one shown as [MASK]"]["model_accuracy"] == 0.0
-    assert rows["all, shown 80/10/10 as in training"]["model_accuracy"] > 0.05
+    assert rows["80/10/10: true token"]["model_accuracy"] == 1.0
+    assert rows["all as [MASK]"]["model_accuracy"] == 0.0
+    assert rows["80/10/10: all"]["model_accuracy"] > 0.05
     loss, accuracy = held.score(copier)
     assert accuracy == 0.0 and loss > 30  # nothing to copy: the book's score sees through it
 
@@ -161,6 +161,4 @@ def test_an_independent_scorer_agrees_with_the_training_log(tmp_path, write_conf
     assert count == summary["heldout_targets"]
     assert math.isclose(independent, summary["heldout_mlm_loss"], abs_tol=1e-4)
     rows = {r["positions"]: r for r in positions_table(cfg, splits, folder)}
-    assert math.isclose(
-        rows["all, every one shown as [MASK]"]["model_loss"], independent, abs_tol=1e-4
-    )
+    assert math.isclose(rows["all as [MASK]"]["model_loss"], independent, abs_tol=1e-4)

@@ -142,7 +142,7 @@ class Pretraining(_Strict):
     vocab_size: Int = Field(default=2000, ge=100, le=100_000)  # with tokenizer: corpus
     max_length: Int = Field(default=256, ge=16, le=512)
     short_length: Int = Field(default=64, ge=16, le=512)  # blocks of most steps
-    long_fraction: Float = Field(default=0.1, ge=0, le=1)  # last steps on max_length blocks
+    long_fraction: Float = Field(default=0.1, ge=0, le=1)  # steps on max_length blocks
     batch_size: Int = Field(default=32, ge=2, le=4096)
     steps: Int = Field(default=3000, ge=1, le=10_000_000)
     learning_rate: Float = Field(default=2e-3, gt=0, le=1)

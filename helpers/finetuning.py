@@ -26,8 +26,8 @@ its loss sees the whole batch as on one process. Rank 0 alone writes the model a
 * ``simcse``: unsupervised SimCSE (Gao et al., 2021). Each training text is paired with
   itself; the two passes differ only by dropout noise, and the other texts of the batch
   are the negatives (:class:`MultipleNegativesRankingLoss` on ``(x, x)`` pairs, scale
-  ``finetuning.scale`` = 1 / temperature, 20 for SimCSE's 0.05). It uses every training
-  text of every subject, since it reads no subject labels.
+  ``finetuning.scale`` = 1 / temperature, 20 for SimCSE's 0.05). It reads no subject
+  labels.
 
 ``multiple_negatives`` is the InfoNCE loss with in-batch negatives (Henderson et al.,
 2017): cosine similarities are multiplied by ``finetuning.scale`` (the inverse temperature)
@@ -69,7 +69,7 @@ def finetuning_inputs(settings: Finetuning, base: Encoder, splits, loss: str) ->
         "test": texts_hash(splits["test"]["text"]),
         "loss": loss,
         "settings": settings.model_dump(mode="json", exclude={"losses"}),
-        "code": code_version(sys.modules[__name__]),  # an edit of the recipe retrains
+        "code": CODE_VERSION,  # an edit of this module retrains
     }
 
 
@@ -248,6 +248,69 @@ class SubjectSeparationEvaluator(SentenceEvaluator):
         }
 
 
+def contrastive_objective(model, loss_name: str, splits, settings: Finetuning, processes: int = 1):
+    """The training rows, the sentence-transformers loss and the batch sampler of ``loss_name``.
+
+    Returns ``(dataset, loss, sampler)`` for :func:`train_contrastive`.
+    """
+    from sentence_transformers.base import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import (
+        BatchAllTripletLoss,
+        BatchHardTripletLossDistanceFunction,
+        MultipleNegativesRankingLoss,
+    )
+
+    if loss_name == "batch_all_triplet":
+        # (text, label) rows; batches grouped by label, so each batch holds positives.
+        loss = BatchAllTripletLoss(
+            model,
+            distance_metric=BatchHardTripletLossDistanceFunction.cosine_distance,
+            margin=settings.triplet_margin,
+        )
+        return triplet_dataset(splits), loss, BatchSamplers.GROUP_BY_LABEL
+    if loss_name in ("multiple_negatives", SIMCSE):
+        # (anchor, positive) rows; the other rows of the batch are the negatives (across
+        # processes too). SimCSE's positive is the anchor itself: dropout is the only noise.
+        if loss_name == SIMCSE:
+            pairs = simcse_dataset(splits)
+        else:
+            pairs = pair_dataset(splits, settings.seed)
+        loss = MultipleNegativesRankingLoss(
+            model, scale=settings.scale, gather_across_devices=processes > 1
+        )
+        return pairs, loss, BatchSamplers.NO_DUPLICATES
+    raise ValueError(f"unknown loss {loss_name!r}; use one of {', '.join((*LOSSES, SIMCSE))}")
+
+
+def training_arguments(
+    settings: Finetuning, work: Path, batch_size: int, sampler, *, progress: bool = False
+):
+    """The trainer's arguments: epochs, batch, learning rate and warm-up, evaluation steps."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    processes = process_count()
+    gpus = processes > 1 and torch.cuda.is_available()
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=0.1,  # a float is a fraction of all steps
+        seed=settings.seed,
+        data_seed=settings.seed,
+        batch_sampler=sampler,
+        eval_strategy="steps",
+        eval_steps=settings.eval_steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not gpus,  # one process always trains on the CPU, as the book is built
+        disable_tqdm=not progress,
+        **distributed_arguments(processes, gpus),
+    )
+
+
 def train_contrastive(
     settings: Finetuning,
     base: Encoder,
@@ -258,76 +321,26 @@ def train_contrastive(
     progress: bool = False,
 ) -> TrainingLog:
     """Fine-tune ``base`` with ``loss_name`` on the train split into ``out_dir``."""
-    import torch
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.base import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import (
-        BatchAllTripletLoss,
-        BatchHardTripletLossDistanceFunction,
-        MultipleNegativesRankingLoss,
-    )
+    from sentence_transformers import SentenceTransformerTrainer
 
     quiet_transformers()
     f = settings
     processes = process_count()
     batch_size = per_process_batch(f.batch_size, processes, loss_name)
     model = build_sentence_transformer(base.path, base.pooling, base.normalize, f.max_length)
+    train, loss, sampler = contrastive_objective(model, loss_name, splits, f, processes)
     if loss_name == "batch_all_triplet":
-        train = triplet_dataset(splits)
         assert_batches_mix_subjects(train, batch_size, f.seed, processes)
-        loss = BatchAllTripletLoss(
-            model,
-            distance_metric=BatchHardTripletLossDistanceFunction.cosine_distance,
-            margin=f.triplet_margin,
-        )
-        sampler = BatchSamplers.GROUP_BY_LABEL
-    elif loss_name == "multiple_negatives":
-        train = pair_dataset(splits, f.seed)
-        # Across processes, the other processes' rows are this one's in-batch negatives too.
-        loss = MultipleNegativesRankingLoss(
-            model, scale=f.scale, gather_across_devices=processes > 1
-        )
-        sampler = BatchSamplers.NO_DUPLICATES
-    elif loss_name == SIMCSE:
-        train = simcse_dataset(splits)
-        # Dropout is the only noise: the model stays in training mode for both passes.
-        loss = MultipleNegativesRankingLoss(
-            model, scale=f.scale, gather_across_devices=processes > 1
-        )
-        sampler = BatchSamplers.NO_DUPLICATES
-    else:
-        raise ValueError(f"unknown loss {loss_name!r}; use one of {', '.join((*LOSSES, SIMCSE))}")
     if processes > 1 and len(train) < f.batch_size:
         raise ConfigError(
             f"key 'finetuning.batch_size' = {f.batch_size} is more than the {len(train)} training rows: "
             f"with {processes} processes only full batches are trained. Fix: lower finetuning.batch_size."
         )
-    gpus = processes > 1 and torch.cuda.is_available()
     # A model-card example set up front, so the trainer does not sample one with a progress bar.
     model.model_card_data.widget = [{"text": splits["test"]["text"][0]}]
     evaluator = SubjectSeparationEvaluator(splits)
     work = out_dir / "_trainer"
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(work),
-        num_train_epochs=f.epochs,
-        per_device_train_batch_size=batch_size,
-        learning_rate=f.learning_rate,
-        warmup_steps=0.1,  # a float is a fraction of all steps
-        seed=f.seed,
-        data_seed=f.seed,
-        batch_sampler=sampler,
-        eval_strategy="steps",
-        eval_steps=f.eval_steps,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=not gpus,  # one process always trains on the CPU, as the book is built
-        disable_tqdm=not progress,
-        **distributed_arguments(processes, gpus),
-    )
+    args = training_arguments(f, work, batch_size, sampler, progress=progress)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train, loss=loss, evaluator=evaluator
     )
@@ -365,3 +378,8 @@ def train_contrastive(
         parameters=sum(t.numel() for t in model.parameters()),
         summary=summary,
     )
+
+
+#: This module's code as it was imported (read once, so a later edit of the file on disk
+#: cannot give a model trained by the old code the new code's key).
+CODE_VERSION = code_version(sys.modules[__name__])

@@ -8,8 +8,9 @@ pre-trains itself (:mod:`helpers.pretraining`). Three more roles are trained fro
 * ``finetuned``: ``finetune_base`` fine-tuned with the first of ``finetuning.losses`` on
   ``data.train_subjects``;
 * ``baseline-finetuned``: ``baseline`` fine-tuned the same way;
-* ``baseline-simcse``: ``baseline`` continued with unsupervised SimCSE on every training
-  text, so that MLM, MLM + SimCSE and MLM + fine-tune differ only in their objective.
+* ``baseline-simcse``: ``baseline`` continued with unsupervised SimCSE on the same training
+  chunks (their labels unused), so that MLM + SimCSE and MLM + fine-tune differ only in
+  their objective.
 
 **Resolving never trains.** :func:`model_path` and :func:`role_encoder` find a trained
 model or stop with :class:`ModelNotTrainedError`, which names the command that builds it.
@@ -162,9 +163,9 @@ def _plan(cfg: Config, role: str, splits, loss: str | None, settings: Finetuning
     if loss is None:
         loss = SIMCSE if role == BASELINE_SIMCSE else settings.losses[0]
     base = base_encoder(cfg, splits, role=DERIVED_ROLES[role], max_length=settings.max_length)
-    # SimCSE reads no labels: it trains on every training text; the others on train_subjects.
-    data = splits if loss == SIMCSE else finetune_splits(cfg, splits)
-    return _Plan(settings, base, data, loss)
+    # Every run trains on the training chunks of data.train_subjects (SimCSE ignores their
+    # labels), so the continued runs differ only in their objective.
+    return _Plan(settings, base, finetune_splits(cfg, splits), loss)
 
 
 def _not_trained(what: str, folder: Path) -> ModelNotTrainedError:

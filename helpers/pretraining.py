@@ -14,9 +14,10 @@ architecture and objective (Devlin et al., 2019) at a size a laptop trains in mi
   signal per step for the same encoder cost (Wettig et al., 2023), and the held-out
   score always uses BERT's 15%.
 * **Blocks.** The token stream is cut into ``[CLS] ... [SEP]`` blocks. As in BERT's own
-  recipe, most steps use short blocks (``short_length``) and the last ``long_fraction`` of
-  the steps use blocks of ``max_length`` tokens, so every position the encoder later reads
-  has been trained.
+  recipe, most steps use short blocks (``short_length``) and a ``long_fraction`` of the
+  steps use blocks of ``max_length`` tokens, so every position the encoder later reads
+  is trained. BERT put its long steps last; in a run this short the learning rate has
+  decayed by then, so here they are spread evenly over the run.
 * **What it learned.** A unigram model of the training tokens (add-one smoothed) is the
   reference: it predicts every masked token from its frequency alone. On held-out blocks
   with one fixed masking, :class:`HeldOutMLM` scores the model and the reference with the
@@ -201,8 +202,9 @@ class BigramReference:
     The counts of (left token, token) pairs in the training blocks give
     P(token | left); it is mixed with the unigram model, ``weight * bigram + (1 - weight)
     * unigram``, so unseen pairs keep some probability. When the left neighbour is itself
-    hidden (``[MASK]``) or a special token, only the unigram model is left. A model that
-    uses context should beat this reference too.
+    hidden (``[MASK]``), only the unigram model is left. A model that
+    uses more than one neighbour of context can beat this reference too. The weight is
+    fixed, not tuned on held-out text.
 
     >>> blocks = torch.tensor([[7, 5, 6, 5, 6, 5, 6]])
     >>> uni = UnigramReference(blocks, vocab_size=8, special_ids=[0])
@@ -385,7 +387,7 @@ def pretraining_inputs(cfg: Config, splits) -> dict:
         "train_texts": texts_hash(training_texts(cfg, splits["train"]["text"])),
         "heldout_texts": texts_hash(list(splits["test"]["text"])),
         "tokenizer_source": TOKENIZER_SOURCE,
-        "code": code_version(sys.modules[__name__]),  # an edit retrains
+        "code": CODE_VERSION,  # an edit of this module retrains
         "settings": cfg.pretraining.model_dump(mode="json", exclude={"extra_text_dir"}),
         "bf16": use_bf16(cfg.pretraining.precision),
     }
@@ -475,7 +477,9 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
         model.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay, betas=(0.9, 0.98)
     )
     schedule = get_linear_schedule_with_warmup(optimizer, p.warmup_steps, p.steps)
-    long_from = p.steps - round(p.long_fraction * p.steps)
+    # Long blocks are spread over the whole run (not left to its end, where the decayed
+    # learning rate would leave positions past short_length nearly untrained).
+    long_every = round(1 / p.long_fraction) if p.long_fraction > 0 else 0
     long_batch = max(2, p.batch_size * short_length // p.max_length)  # same tokens per step
 
     def checkpoint(step: int, train_loss: float | None) -> dict:
@@ -498,7 +502,8 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
     tokens = 0
     start = time.perf_counter()
     for step in tqdm(range(1, p.steps + 1), desc="MLM pre-training", disable=not progress):
-        blocks, size = (long, long_batch) if step > long_from else (short, p.batch_size)
+        is_long = long_every and step % long_every == 0
+        blocks, size = (long, long_batch) if is_long else (short, p.batch_size)
         batch = blocks[torch.randint(len(blocks), (size,), generator=gen)]
         loss = mlm_step(model, batch, tokenizer, p.mask_probability, gen, autocast)
         optimizer.step()
@@ -512,6 +517,20 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
     seconds = time.perf_counter() - start
     _save(model, tokenizer, out_dir)
     last = records[-1]
+    # Positions past short_length, scored the same way on max_length blocks (when the
+    # held-out text fills one).
+    long_loss = long_accuracy = long_unigram = None
+    if p.max_length > short_length:
+        try:
+            long_heldout = HeldOutMLM(
+                tokenizer, list(splits["test"]["text"]), p.max_length, HELDOUT_MASK
+            )
+        except ValueError:  # too little held-out text for one long block
+            long_heldout = None
+        if long_heldout is not None:
+            model.eval()
+            long_loss, long_accuracy = long_heldout.score(model)
+            long_unigram = unigram.loss(long_heldout.targets)
     summary = {
         "steps": p.steps,
         "seconds": seconds,
@@ -522,8 +541,16 @@ def train_mlm(cfg: Config, splits, out_dir: Path, *, progress: bool = False) -> 
         "bf16": bf16,
         **{k: last[k] for k in ("heldout_mlm_loss", "masked_accuracy")},
         **ref,
+        "heldout_long_mlm_loss": long_loss,
+        "long_masked_accuracy": long_accuracy,
+        "unigram_long_heldout_loss": long_unigram,
         "heldout_perplexity": math.exp(last["heldout_mlm_loss"]),
         "unigram_perplexity": math.exp(ref["unigram_heldout_loss"]),
     }
     parameters = sum(t.numel() for t in model.parameters())
     return TrainingLog(records=records, seconds=seconds, parameters=parameters, summary=summary)
+
+
+#: This module's code as it was imported (read once, so a later edit of the file on disk
+#: cannot give a model trained by the old code the new code's key).
+CODE_VERSION = code_version(sys.modules[__name__])

@@ -184,3 +184,30 @@ def test_editing_a_training_function_changes_the_model_folder(cfg, tmp_path):
     assert edited_finetune[1] != original[1], "an edit of train_contrastive kept the folder"
     assert edited_finetune[0] == original[0], "a fine-tuning edit must not retrain the small BERT"
     assert _folder_names(docstring, config) == original, "a docstring edit changed a folder key"
+
+
+@pytest.mark.slow
+def test_the_three_objectives_resolve_like_roles_after_train(tmp_path, write_config, capsys):
+    """``train`` builds MLM + SimCSE and MLM + fine-tune; ``metrics`` prints JSON for each."""
+    import json
+
+    tiny = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
+    tiny |= {"vocab_size": 300, "short_length": 32, "max_length": 64, "batch_size": 8}
+    tiny |= {"steps": 30, "warmup_steps": 3, "track_every": 30}
+    config = write_config(
+        tmp_path,
+        models=SMALL_BERT_ROLE,
+        pretraining=tiny,
+        finetuning={"batch_size": 8, "epochs": 1, "max_length": 32},
+        continued={"epochs": 1},
+    )
+    cfg = load_config(config)
+    paths = models.train_models(cfg, corpus_splits(cfg))
+    assert {"baseline-simcse", "baseline-finetuned"} <= set(paths)
+    rows = {}
+    for role in ("baseline", "baseline-simcse", "baseline-finetuned"):
+        assert main(["--config", str(config), "metrics", "--model", role, "--json"]) == 0
+        rows[role] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert rows[role]["model"] == role and rows[role]["dim"] == 32
+    # Same architecture, three objectives: three different sets of vectors.
+    assert len({round(r["mean_cosine"], 6) for r in rows.values()}) == 3

@@ -18,6 +18,7 @@ loads trained models and says which command trains one that is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -205,7 +206,10 @@ def _cmd_claims(args) -> int:
     if args.run:
         from .notebooks import ChapterError, execute_chapters
 
-        _train_all(cfg, out=sys.stderr)  # chapters only load models: train them first
+        # Chapters only load models: train them first. Training reports (progress bars and
+        # the trainer's log lines) go to stderr, so --json prints nothing but the claims.
+        with contextlib.redirect_stdout(sys.stderr):
+            _train_all(cfg)
         claims_file(cfg).unlink(missing_ok=True)  # only this run's claims count
         try:
             execute_chapters(cfg.source)

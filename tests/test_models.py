@@ -198,8 +198,9 @@ def test_the_three_objectives_resolve_like_roles_after_train(tmp_path, write_con
         tmp_path,
         models=SMALL_BERT_ROLE,
         pretraining=tiny,
-        finetuning={"batch_size": 8, "epochs": 1, "max_length": 32},
-        continued={"epochs": 1},
+        # A few steps past the warm-up (whose first step has learning rate 0).
+        finetuning={"batch_size": 4, "epochs": 1, "max_length": 32},
+        continued={"epochs": 3},
     )
     cfg = load_config(config)
     paths = models.train_models(cfg, corpus_splits(cfg))

@@ -254,8 +254,18 @@ class HeldOutMLM:
     """
 
     def __init__(self, tokenizer, texts: list[str], length: int, probability: float):
-        self.blocks = cut_blocks(tokenizer, texts, length)
-        gen = torch.Generator().manual_seed(HELDOUT_SEED)
+        self._select(cut_blocks(tokenizer, texts, length), tokenizer, probability, HELDOUT_SEED)
+
+    @classmethod
+    def from_blocks(cls, blocks: torch.Tensor, tokenizer, probability: float, seed: int):
+        """Held-out scoring on ready-made ``blocks`` (with a masking of their own ``seed``)."""
+        held = cls.__new__(cls)
+        held._select(blocks, tokenizer, probability, seed)
+        return held
+
+    def _select(self, blocks: torch.Tensor, tokenizer, probability: float, seed: int) -> None:
+        self.blocks = blocks
+        gen = torch.Generator().manual_seed(seed)
         self.corrupted, self.selected = mask_tokens(self.blocks, tokenizer, probability, gen)
         self.targets = self.blocks[self.selected]
         self.masked = self.blocks.clone()

@@ -23,24 +23,6 @@ from helpers.geometry import same_subject_auc, side_view
 from helpers.pretraining import BigramReference, HeldOutMLM, UnigramReference
 
 
-class ToyHeldOut(HeldOutMLM):
-    """HeldOutMLM on hand-made blocks (skipping the tokenizer)."""
-
-    def __init__(self, blocks, tokenizer, probability=0.3, seed=0):
-        from helpers.pretraining import mask_tokens
-
-        self.blocks = blocks
-        gen = torch.Generator().manual_seed(seed)
-        self.corrupted, self.selected = mask_tokens(blocks, tokenizer, probability, gen)
-        self.targets = blocks[self.selected]
-        self.masked = blocks.clone()
-        self.masked[self.selected] = tokenizer.mask_token_id
-        shown = self.corrupted[self.selected]
-        self.kind = torch.where(
-            shown == tokenizer.mask_token_id, 0, torch.where(shown == self.targets, 1, 2)
-        )
-
-
 class Copier(torch.nn.Module):
     """A "model" that predicts whatever token its input shows, with near certainty."""
 
@@ -64,7 +46,7 @@ def _blocks(n=60, length=24, vocab=40):
 
 def test_the_books_score_hides_every_target():
     tok = ToyTokenizer()
-    held = ToyHeldOut(_blocks(), tok)
+    held = HeldOutMLM.from_blocks(_blocks(), tok, 0.3, seed=0)
     assert held.selected.any()
     assert (held.masked[held.selected] == tok.mask_token_id).all()
     assert torch.equal(held.masked[~held.selected], held.blocks[~held.selected])
@@ -73,7 +55,7 @@ def test_the_books_score_hides_every_target():
 
 def test_copying_the_input_wins_only_where_the_answer_is_visible():
     tok = ToyTokenizer()
-    held = ToyHeldOut(_blocks(), tok)
+    held = HeldOutMLM.from_blocks(_blocks(), tok, 0.3, seed=0)
     copier = Copier(1000)
     unigram = UnigramReference(held.blocks, 1000, tok.all_special_ids)
     rows = {r["positions"]: r for r in held.score_by_kind(copier, unigram)}

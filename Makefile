@@ -7,6 +7,11 @@ BOOK   ?= .
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JB_FLAGS := -W --keep-going -n
+# The configuration the book targets build with: `make book` is the offline edition
+# (config.yaml), `make book CONFIG=editions/published.yaml` the published site's.
+ifndef CONFIG
+CONFIG := $(or $(ANISOTROPY_BOOK_CONFIG),config.yaml)
+endif
 FAST     := not slow and not site
 
 .DEFAULT_GOAL := help
@@ -29,11 +34,15 @@ $(STAMP): pyproject.toml constraints.txt
 ## Create .venv and install the pinned package set (every other target does this first).
 install: $(STAMP)
 
+# Chapters and `python -m helpers` read the configuration from this variable.
+book models site pdf: export ANISOTROPY_BOOK_CONFIG := $(abspath $(CONFIG))
+
 ## The site: train the models (progress bars), execute every chapter, build _build/html.
+## CONFIG=FILE builds another edition, e.g. make book CONFIG=editions/published.yaml
 book: models
 	@# The execution cache and Sphinx's environment key on chapter text only: drop both when
-	@# helpers, config or data change, so every chapter is executed and read again.
-	@mkdir -p _build; h=$$(cat helpers/*.py config.yaml book/_ext/*.py $$(find data -type f | sort) | sha256sum | cut -c1-16); \
+	@# helpers, the configuration or data change, so every chapter is executed and read again.
+	@mkdir -p _build; h=$$( { echo "$(abspath $(CONFIG))"; cat helpers/*.py "$(CONFIG)" book/_ext/*.py $$(find data -type f | sort); } | sha256sum | cut -c1-16); \
 	  if [ "$$(cat _build/.inputs-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache _build/.doctrees; echo "$$h" > _build/.inputs-hash; fi
 	$(MAKE) --no-print-directory site
 

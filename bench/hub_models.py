@@ -5,8 +5,9 @@ and ``BAAI/bge-base-en-v1.5`` (CLS pooling). This benchmark builds fake hub snap
 both in a temporary ``HF_HOME`` (``tools/hub_snapshots.py``: real configurations, cache
 layout, tensor names and tokenizer; RANDOM weights, so the book's numbers and the
 verdicts of its claims mean nothing, while timings, memory and the code path are those of
-the real 110M-parameter models), writes a configuration with those three roles over the
-full default corpus (``paths.second_data_dir: null``), and
+the real 110M-parameter models), writes the published site's configuration
+(``editions/published.yaml``, the one ``.github/workflows/book.yml`` builds with) with its
+paths pointed at the full default corpus (``paths.second_data_dir: null``), and
 
 1. measures the encoding throughput of bge-base (the ``contrastive`` role, CLS pooling,
    ``encoding.max_length`` tokens) over the whole corpus with ``helpers.embeddings.embed``
@@ -55,20 +56,37 @@ ROOT = Path(__file__).resolve().parents[1]
 JB = Path(sys.executable).parent / "jupyter-book"
 NETGUARD = ROOT / "tests" / "netguard"
 
-HUB_MODELS = {
-    "baseline": {"name": BERT_ID, "pooling": "mean"},
-    "contrastive": {"name": BGE_ID, "pooling": "cls"},
-    "finetune_base": {"name": BGE_ID, "pooling": "cls"},
-}
+#: The configuration of the published site (.github/workflows/book.yml builds with it): the
+#: rehearsal builds the book with this very file, only its paths replaced.
+PUBLISHED_CONFIG = ROOT / "editions" / "published.yaml"
+#: Hub models this benchmark can lay out offline (real configuration, random weights).
+FAKED_MODELS = (BERT_ID, BGE_ID)
+
+
+def rehearsal_config(data_dir: Path, results_dir: Path) -> dict:
+    """The published configuration with absolute paths and no second corpus.
+
+    Stops with a message when a role names a hub model that :mod:`tools.hub_snapshots`
+    cannot lay out, since the rehearsal would then not be the published path.
+    """
+    raw = yaml.safe_load(PUBLISHED_CONFIG.read_text(encoding="utf-8"))
+    raw["paths"] = {
+        "data_dir": str(data_dir),
+        "results_dir": str(results_dir),
+        "second_data_dir": None,
+    }
+    unfaked = sorted({spec["name"] for spec in raw["models"].values()} - set(FAKED_MODELS))
+    if unfaked:
+        sys.exit(
+            f"{PUBLISHED_CONFIG}: models {', '.join(unfaked)} have no offline stand-in in "
+            f"tools/hub_snapshots.py (it fakes {', '.join(FAKED_MODELS)}); add one there first"
+        )
+    return raw
 
 
 def write_config(path: Path, data_dir: Path, results_dir: Path) -> Path:
-    """The repository's config.yaml with the three hub roles, absolute paths and no second corpus."""
-    raw = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    raw["paths"].update(
-        {"data_dir": str(data_dir), "results_dir": str(results_dir), "second_data_dir": None}
-    )
-    raw["models"] = HUB_MODELS
+    """Write :func:`rehearsal_config` to ``path``."""
+    raw = rehearsal_config(data_dir, results_dir)
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
 

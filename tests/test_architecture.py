@@ -23,7 +23,7 @@ LAYERS = [
     {"config", "archives"},
     {"corpus"},
     {"encoders"},
-    {"embeddings", "geometry", "transforms"},
+    {"embeddings", "geometry", "transforms", "packaged"},
     {"shards"},
     {"training"},
     {"pretraining", "finetuning"},

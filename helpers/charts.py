@@ -521,7 +521,7 @@ def cosine_distributions(
     )
 
 
-def pair_cosines(
+def pair_cosine_frame(
     X: np.ndarray, subjects: Sequence[str], model: str, max_pairs: int = 20000, seed: int = 0
 ) -> pd.DataFrame:
     """Cosines of (a sample of) all pairs, labelled same/different subject: input for :func:`cosine_distributions`."""

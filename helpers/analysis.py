@@ -22,12 +22,14 @@ from .config import Config
 from .embeddings import embed, layer_embeddings, token_layer_embeddings
 from .encoders import Encoder
 from .geometry import (
+    Classification,
     geometry_report,
     isoscore,
     knn_classification,
     mean_pairwise_cosine,
     pairwise_memory,
     pc1_share,
+    probe_classification,
     unit_rows,
 )
 from .intervals import bootstrap_mean
@@ -192,6 +194,49 @@ def token_layer_profile(
     """
     kw = dict(cache_dir=cfg.cache_dir, batch_size=cfg.encoding.batch_size)
     return _layer_rows(token_layer_embeddings(encoder, list(texts), n_tokens, seed=seed, **kw))
+
+
+def apply_fix(fix, emb: SplitEmbeddings) -> SplitEmbeddings:
+    """Fit ``fix`` (a post-hoc transform) on the training vectors; apply it to both splits.
+
+    ``fix`` is what :func:`helpers.transforms.fit_transform` takes: a name or an unfitted
+    transformer such as ``Whitening(n_components=64)``.
+
+    >>> from helpers.transforms import Centering
+    >>> e = SplitEmbeddings("m", np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[2.0, 3.0]]))
+    >>> apply_fix(Centering(), e).test
+    array([[0., 0.]])
+    """
+    return SplitEmbeddings(str(fix), *fit_transform(fix, emb.train, emb.test))
+
+
+#: The two ways the book asks "which subject is this chunk from?": a similarity search
+#: (cosine k-NN) and a linear probe on standardised features.
+CLASSIFIERS = {"k-NN": knn_classification, "probe": probe_classification}
+
+
+def classify(emb: SplitEmbeddings, splits) -> dict[str, Classification]:
+    """Fit each of :data:`CLASSIFIERS` on the training chunks' vectors; predict the held-out ones.
+
+    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]] * 3)
+    >>> splits = {"train": {"subject": list("aabb") * 3}, "test": {"subject": list("ab")}}
+    >>> e = SplitEmbeddings("m", X, np.array([[1.0, 0.05], [0.05, 1.0]]))
+    >>> {name: r.accuracy for name, r in classify(e, splits).items()}
+    {'k-NN': 1.0, 'probe': 1.0}
+    """
+    y_train = np.asarray(splits["train"]["subject"])
+    y_test = np.asarray(splits["test"]["subject"])
+    return {name: fit(emb.train, y_train, emb.test, y_test) for name, fit in CLASSIFIERS.items()}
+
+
+def correct_of(results: dict[str, Classification], splits) -> dict[str, np.ndarray]:
+    """Per held-out chunk and classifier: 1.0 where it names the chunk's subject, else 0.0.
+
+    These per-chunk scores are what paired comparisons resample
+    (:func:`helpers.intervals.paired_difference`).
+    """
+    y_test = np.asarray(splits["test"]["subject"])
+    return {name: (r.predictions == y_test).astype(float) for name, r in results.items()}
 
 
 def correct_by_chunk(emb: SplitEmbeddings, splits, k: int = 5) -> np.ndarray:

@@ -521,7 +521,7 @@ def cosine_distributions(
     )
 
 
-def pair_cosines(
+def pair_cosine_frame(
     X: np.ndarray, subjects: Sequence[str], model: str, max_pairs: int = 20000, seed: int = 0
 ) -> pd.DataFrame:
     """Cosines of (a sample of) all pairs, labelled same/different subject: input for :func:`cosine_distributions`."""
@@ -588,11 +588,13 @@ def line_chart(
     width: int = 300,
     height: int = 200,
     y_zero: bool = True,
+    log_y: bool = False,
 ) -> alt.Chart:
-    """Lines with points, e.g. a metric over training steps or over layers."""
+    """Lines with points, e.g. a metric over training steps or over layers (``log_y``: log scale)."""
+    y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=y_zero)
     enc = {
         "x": alt.X(f"{x}:Q", title=x_title or x),
-        "y": alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(zero=y_zero)),
+        "y": alt.Y(f"{y}:Q", title=y_title or y, scale=y_scale),
         "tooltip": [alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".3f")],
     }
     if color:

@@ -129,6 +129,77 @@ def mean_pairwise_cosine(X: np.ndarray) -> float:
     return float((s @ s - n) / (n * (n - 1)))
 
 
+def pair_cosines(X: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every pair of distinct rows, each pair once (``n(n-1)/2`` values).
+
+    >>> pair_cosines(np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])).round(3)
+    array([0.   , 0.707, 0.707])
+    """
+    U = unit_rows(X)
+    return (U @ U.T)[np.triu_indices(len(U), k=1)]
+
+
+def cosine_to_others(X: np.ndarray) -> np.ndarray:
+    """Each row's mean cosine with every other row; their mean is :func:`mean_pairwise_cosine`.
+
+    O(n d), from the same identity: ``sum_{j != i} u_i . u_j = u_i . sum_j u_j - 1``.
+
+    >>> cosine_to_others(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    array([0.5, 0.5, 0. ])
+    """
+    U = unit_rows(X)
+    if len(U) < 2:
+        raise ValueError("cosine_to_others needs at least 2 rows")
+    return (U @ U.sum(axis=0) - 1) / (len(U) - 1)
+
+
+def cosine_contributions(X: np.ndarray) -> np.ndarray:
+    """Each coordinate's share of the mean pairwise cosine: the values sum to it exactly.
+
+    The cosine of two unit rows is ``sum_k u_k v_k``, so coordinate ``k`` contributes the
+    mean of ``u_k v_k`` over distinct pairs (Timkey & van Schijndel, 2021, measure this to
+    find the few "rogue" dimensions that decide cosine similarity in BERT and GPT-2).
+    O(n d), by the identity of :func:`mean_pairwise_cosine` applied per coordinate.
+
+    >>> X = np.array([[3.0, 0.0], [3.0, 1.0], [3.0, -1.0]])
+    >>> c = cosine_contributions(X)
+    >>> bool(c[0] > 0.9), round(float(c.sum()), 6) == round(mean_pairwise_cosine(X), 6)
+    (True, True)
+    """
+    U = unit_rows(X)
+    n = len(U)
+    if n < 2:
+        raise ValueError("cosine_contributions needs at least 2 rows")
+    return (U.sum(axis=0) ** 2 - (U**2).sum(axis=0)) / (n * (n - 1))
+
+
+def between_subject_share(X: np.ndarray, labels: np.ndarray, directions: np.ndarray) -> float:
+    """Share of the between-subject variance that lies along ``directions`` (orthonormal rows).
+
+    The between-subject scatter is ``sum_s n_s (m_s - m)(m_s - m)^T`` over subject means
+    ``m_s`` and the overall mean ``m``; this is its trace inside the span of ``directions``
+    over its total trace. 1 means the directions carry all of what separates the subjects'
+    centres; a transform that removes them (all-but-the-top) removes that.
+
+    >>> X = np.array([[0.0, 5.0], [0.0, 5.2], [1.0, 0.0], [1.0, 0.2]])
+    >>> round(between_subject_share(X, np.array(["a", "a", "b", "b"]), np.array([[0.0, 1.0]])), 3)
+    0.962
+    """
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels)
+    centre = X.mean(axis=0)
+    rows = [
+        np.sqrt((labels == s).sum()) * (X[labels == s].mean(axis=0) - centre)
+        for s in np.unique(labels)
+    ]
+    B = np.asarray(rows)  # B.T @ B is the between-subject scatter
+    total = float((B**2).sum())
+    if total == 0:
+        raise ValueError("between_subject_share: every subject has the same mean")
+    inside = float(((B @ np.asarray(directions, dtype=np.float64).T) ** 2).sum())
+    return inside / total
+
+
 def within_between_cosine(X: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Mean cosine over same-label pairs and over different-label pairs.
 

@@ -30,6 +30,26 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    def row(self, name: str | None = None) -> dict[str, float]:
+        """The interval as table columns: ``mean, low, high``, or ``name, name low, name high``.
+
+        >>> Interval(0.5, 0.25, 0.75).row()
+        {'mean': 0.5, '95% low': 0.25, '95% high': 0.75}
+        >>> Interval(0.5, 0.25, 0.75).row("k-NN")
+        {'k-NN': 0.5, 'k-NN low': 0.25, 'k-NN high': 0.75}
+        """
+        if name is None:
+            return {"mean": self.mean, "95% low": self.low, "95% high": self.high}
+        return {name: self.mean, f"{name} low": self.low, f"{name} high": self.high}
+
+    def text(self, digits: int = 3) -> str:
+        """``mean [low, high]`` with signs, for one table cell.
+
+        >>> Interval(-0.0151, -0.0172, -0.0123).text()
+        '-0.015 [-0.017, -0.012]'
+        """
+        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+
 
 def bootstrap_mean(values, *, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> Interval:
     """The mean of ``values`` and a percentile-bootstrap interval, resampling the values."""

@@ -156,3 +156,42 @@ def test_chapter_code_lines_fit_the_page(chapter):
         if len(line) > 88
     ]
     assert not long, long
+
+
+# --- chapters of one sitting --------------------------------------------------------------------
+
+MAX_SECTIONS = 10
+MAX_PROSE_WORDS = 4200  # "about 4,000"
+FENCE = re.compile(r"^(`{3,})[^\n]*\n.*?^\1\s*$", re.S | re.M)
+SOLUTION = re.compile(r"^(`{3,})\{solution\}[^\n]*\n(.*?)^\1\s*$", re.S | re.M)
+
+
+def prose_words(text: str) -> int:
+    """Words of a chapter's Markdown: every fenced block (code, directives) removed."""
+    return len(FENCE.sub("", text).split())
+
+
+def test_prose_words_skip_code_and_directives():
+    text = "Two words\n\n```{code-cell} ipython3\nx = 1 + 2\n```\n\n````{only} tag\nin\n````\n"
+    assert prose_words(text) == 2
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_fits_one_sitting(chapter):
+    text = chapter.read_text()
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert len(sections) <= MAX_SECTIONS, sections
+    assert prose_words(text) <= MAX_PROSE_WORDS
+
+
+def test_solution_finds_code_that_would_not_run():
+    text = "````{solution} ex-1\n:class: dropdown\n\n```python\nx = 1\n```\n````\n"
+    assert ["```python" in body for _, body in SOLUTION.findall(text)] == [True]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_exercise_solutions_with_code_run_at_build(chapter):
+    # Code in a plain {solution} block is never executed; a gated solution
+    # ({solution-start} ... {solution-end}) holds code cells that run with the chapter.
+    unrun = [body[:60] for _, body in SOLUTION.findall(chapter.read_text()) if "```python" in body]
+    assert not unrun, unrun

@@ -154,6 +154,42 @@ def test_mean_pairwise_cosine_matches_brute_force(seed, n, d):
 
 
 @FEW
+@given(seed=seeds, n=st.integers(2, 30), d=st.integers(2, 10))
+def test_pair_cosines_and_cosine_to_others_match_brute_force(seed, n, d):
+    X = rng_for(seed).normal(size=(n, d)) + rng_for(seed + 1).normal(size=d)
+    U = brute_unit(X)
+    pairs = [U[i] @ U[j] for i, j in itertools.combinations(range(n), 2)]
+    assert g.pair_cosines(X) == pytest.approx(pairs, abs=1e-10)
+    others = [np.mean([U[i] @ U[j] for j in range(n) if j != i]) for i in range(n)]
+    assert g.cosine_to_others(X) == pytest.approx(others, abs=1e-10)
+    assert g.cosine_to_others(X).mean() == pytest.approx(g.mean_pairwise_cosine(X), abs=1e-10)
+
+
+@FEW
+@given(seed=seeds, n=st.integers(2, 20), d=st.integers(2, 8))
+def test_cosine_contributions_match_brute_force_and_sum_to_the_mean_cosine(seed, n, d):
+    X = rng_for(seed).normal(size=(n, d)) + rng_for(seed + 1).normal(size=d)
+    U = brute_unit(X)
+    pairs = list(itertools.combinations(range(n), 2))
+    brute = [np.mean([U[i, k] * U[j, k] for i, j in pairs]) for k in range(d)]
+    assert g.cosine_contributions(X) == pytest.approx(brute, abs=1e-10)
+    assert g.cosine_contributions(X).sum() == pytest.approx(g.mean_pairwise_cosine(X), abs=1e-10)
+
+
+@FEW
+@given(seed=seeds, k=st.integers(2, 4))
+def test_between_subject_share_is_all_in_the_full_basis_and_none_off_the_centres(seed, k):
+    X, labels = labelled_cloud(seed, n=60, d=12, k=k)
+    assert g.between_subject_share(X, labels, np.eye(12)) == pytest.approx(1.0)
+    # Directions orthogonal to every subject-mean difference carry none of it.
+    means = np.array([X[labels == s].mean(axis=0) for s in np.unique(labels)])
+    span = np.linalg.svd(means - X.mean(axis=0), full_matrices=True)[2]
+    rank = np.linalg.matrix_rank(means - X.mean(axis=0))
+    assert g.between_subject_share(X, labels, span[rank:]) == pytest.approx(0.0, abs=1e-10)
+    assert g.between_subject_share(X, labels, span[:rank]) == pytest.approx(1.0)
+
+
+@FEW
 @given(seed=seeds, n=st.integers(8, 40), k=st.integers(2, 4))
 def test_within_between_cosine_matches_brute_force(seed, n, k):
     X, labels = labelled_cloud(seed, n=n, d=6, k=k)

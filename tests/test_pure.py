@@ -176,6 +176,36 @@ def test_paired_difference_excludes_zero_only_for_a_clear_change():
     assert not paired_difference(one_flip, before).excludes_zero
 
 
+def test_an_interval_reads_as_table_columns_and_as_one_cell():
+    from helpers.intervals import Interval
+
+    iv = paired_difference(np.r_[np.ones(60), np.zeros(40)], np.r_[np.ones(40), np.zeros(60)])
+    assert iv.row() == {"mean": iv.mean, "95% low": iv.low, "95% high": iv.high}
+    assert iv.row("k-NN")["k-NN low"] == iv.low
+    assert Interval(0.2, -0.05, 0.4).text(2) == "+0.20 [-0.05, +0.40]"
+
+
+def test_classify_scores_both_classifiers_on_the_held_out_split_only():
+    from helpers.analysis import SplitEmbeddings, apply_fix, classify, correct_of
+    from helpers.transforms import Centering
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]])
+    y_train, y_test = np.repeat(list("abc"), 10), np.array(list("abc") * 2)
+    train = centres[np.repeat([0, 1, 2], 10)] + rng.normal(size=(30, 3))
+    test = centres[[0, 1, 2] * 2] + rng.normal(size=(6, 3))
+    splits = {"train": {"subject": list(y_train)}, "test": {"subject": list(y_test)}}
+    # The last held-out chunk sits on another subject's centre: both classifiers miss it.
+    test[-1] = centres[0]
+    hits = correct_of(classify(SplitEmbeddings("m", train, test), splits), splits)
+    assert set(hits) == {"k-NN", "probe"}
+    for per_chunk in hits.values():
+        assert per_chunk.tolist() == [1, 1, 1, 1, 1, 0]
+    # A fix is fit on the training vectors only: the held-out mean does not move it.
+    shifted = SplitEmbeddings("m", train, test + 100.0)
+    assert np.allclose(apply_fix(Centering(), shifted).test, test + 100.0 - train.mean(axis=0))
+
+
 # --- training logs and claims -------------------------------------------------------------------
 
 

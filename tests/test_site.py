@@ -96,7 +96,10 @@ def test_every_page_renders_offline(built_site):
         "02-anisotropy-geometry",
         "03-where-the-cone-comes-from",
         "04-bert-vs-contrastive",
-        "05-contrastive-finetuning",
+        "05-post-hoc-fixes",
+        "06-contrastive-finetuning",
+        "07-one-model-three-objectives",
+        "a1-metric-details",
     ):
         assert f"chapters/{chapter}.html" in pages
     problems = [p for r in reports for p in r.problems]
@@ -113,7 +116,7 @@ def test_tooltip_shows_subject_and_chunk(built_site):
     "page, figure",
     [
         ("chapters/04-bert-vs-contrastive.html", "fig-cmp-pca"),
-        ("chapters/05-contrastive-finetuning.html", "fig-ft-pca"),
+        ("chapters/06-contrastive-finetuning.html", "fig-ft-pca"),
     ],
 )
 def test_linked_panels_follow_a_brush_and_the_legend(built_site, page, figure):

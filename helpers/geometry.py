@@ -377,12 +377,13 @@ def uniformity(X: np.ndarray, t: float = 2.0) -> float:
     return float(log_sum - np.log(n * (n - 1) / 2))
 
 
-def same_subject_auc(X: np.ndarray, labels: np.ndarray) -> float:
+def same_subject_auc(X: np.ndarray, labels: np.ndarray, rows=None) -> float:
     """How well a pair's cosine tells same-subject pairs from the rest: the ROC AUC over all pairs.
 
     0.5 is chance, 1 means every same-subject pair is more similar than every other pair.
     Only the order of the cosines counts: a change that raises every cosine but keeps their
-    order leaves it as it was.
+    order leaves it as it was. ``rows`` (indices, repeats allowed) measures a resample of the
+    items instead, for :func:`helpers.intervals.resampled_interval`.
 
     >>> X = np.array([[1, 0.1], [1, 0.2], [0.1, 1], [0.2, 1]])
     >>> same_subject_auc(X, np.array(["a", "a", "b", "b"]))
@@ -391,6 +392,11 @@ def same_subject_auc(X: np.ndarray, labels: np.ndarray) -> float:
     U = unit_rows(X)
     labels = np.asarray(labels)
     i, j = np.triu_indices(len(U), k=1)
+    if rows is not None:
+        # A resample of the items: pairs of two copies of one item are not pairs.
+        rows = np.asarray(rows)
+        i, j = i[rows[i] != rows[j]], j[rows[i] != rows[j]]
+        U, labels = U[rows], labels[rows]
     cosines = np.einsum("ij,ij->i", U[i], U[j])
     return float(roc_auc_score(labels[i] == labels[j], cosines))
 

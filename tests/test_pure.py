@@ -206,6 +206,20 @@ def test_classify_scores_both_classifiers_on_the_held_out_split_only():
     assert np.allclose(apply_fix(Centering(), shifted).test, test + 100.0 - train.mean(axis=0))
 
 
+def test_a_resampled_auc_never_pairs_an_item_with_its_own_copy():
+    from helpers.geometry import same_subject_auc
+    from helpers.intervals import resampled_interval
+
+    # Same-subject items point apart; each is close to one item of the other subject.
+    X = np.array([[1, 0], [0, 1], [1, 0.05], [0.05, 1]])
+    labels = np.array(["a", "a", "b", "b"])
+    assert same_subject_auc(X, labels) == 0.25
+    # Item 0 twice: its copies (cosine 1) would be a perfect same-subject pair (AUC 0.75).
+    assert same_subject_auc(X, labels, rows=[0, 0, 2, 3]) == 0.5
+    iv = resampled_interval(lambda rows: same_subject_auc(X, labels, rows), 4, n_boot=50)
+    assert iv.mean == 0.25 and iv.low <= 0.25 <= iv.high
+
+
 # --- training logs and claims -------------------------------------------------------------------
 
 

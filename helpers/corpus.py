@@ -22,10 +22,15 @@ Example
 
 from __future__ import annotations
 
+import codecs
+import csv
 import io
 import json
 import logging
 import math
+import os
+import stat
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,10 +40,19 @@ import numpy as np
 import pandas as pd
 
 # CorpusError is defined in the archive sandbox, the lowest module raising it; re-exported here.
-from .archives import ARCHIVE_SUFFIXES, ArchiveBudget, CorpusError, excerpt, extracted, is_archive
+from .archives import (
+    ARCHIVE_SUFFIXES,
+    ArchiveBudget,
+    CorpusError,
+    excerpt,
+    extracted,
+    is_archive,
+    is_chunk_file,
+)
 from .names import (
     ARCHIVE_MAX_BYTES,
     ARCHIVE_MAX_MEMBERS,
+    CHUNK_FILE_MAX_BYTES,
     MIN_PER_SUBJECT,
     MIN_TEST_PER_SUBJECT,
     MIN_TRAIN_PER_SUBJECT,
@@ -50,30 +64,92 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = {".txt", ".md"}
 TABLE_SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
 LONG_CHUNK_WORDS = 2000  # far beyond any encoder window: worth telling the reader
 MAX_CONFLICTS_SHOWN = 20
+SKIPPED_PREFIXES = (".", "_")  # folders not read as subjects (hidden, _drafts, __pycache__)
+ARCHIVE_LITTER = "__MACOSX"  # what macOS adds to a zip: never data, never worth a warning
+#: Characters that show nothing: a chunk or subject made only of them (and spaces) is empty.
+INVISIBLE = "\0\u200b\u200c\u200d\u2060\ufeff"
+_DROP_INVISIBLE = str.maketrans("", "", INVISIBLE)
+#: Bidirectional embeddings, overrides and isolates: they reorder what a terminal or page shows.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 # --- text files ------------------------------------------------------------------------------------
 
 
+def _is_blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only whitespace, zero-width characters or NULs.
+
+    >>> _is_blank("\u200b \ufeff\\n"), _is_blank("a\u200b")
+    (True, False)
+    """
+    return not text.translate(_DROP_INVISIBLE).strip()
+
+
+def _not_text(path: Path, raw: bytes) -> CorpusError:
+    """The error for a file holding zero bytes: UTF-16 (with advice) or not text at all."""
+    bom = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if bom or raw.count(0) * 4 >= len(raw):
+        # UTF-16 of Latin text has a zero beside every letter: at odd offsets when little-endian.
+        source = (
+            "utf-16"
+            if bom
+            else ("utf-16le" if raw[1::2].count(0) >= raw[::2].count(0) else "utf-16be")
+        )
+        return CorpusError(
+            f"{path}: looks like UTF-16 text ({'a byte order mark' if bom else 'a zero byte beside most characters'}), "
+            f"not UTF-8. Re-save it as UTF-8, e.g. `iconv -f {source} -t utf-8`."
+        )
+    return CorpusError(
+        f"{path}: holds zero bytes (the first at offset {raw.index(0)}), so it is not a text file or it is damaged. "
+        "Re-save it as UTF-8 text."
+    )
+
+
 def _decode(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
+    if b"\0" in raw or raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise _not_text(path, raw)
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise CorpusError(
             f"{path}: not valid UTF-8 (bad byte 0x{raw[exc.start]:02x} at offset {exc.start}). "
-            "Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`."
+            "Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8` for a Latin-1 file."
         ) from None
 
 
+def _read_limited(path: Path, limit: int = CHUNK_FILE_MAX_BYTES) -> bytes:
+    """The bytes of the plain file ``path``, refused by its size before reading when over ``limit``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a pipe must not hang us
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise CorpusError(
+                f"{path}: is not a plain file (a pipe or device?). Replace it by a text file."
+            )
+        if info.st_size > limit:
+            raise _too_big(path, info.st_size)
+        raw = fh.read(limit + 1)  # the file may grow while it is read
+    if len(raw) > limit:
+        raise _too_big(path, len(raw))
+    return raw
+
+
+def _too_big(path: Path, size: int) -> CorpusError:
+    return CorpusError(
+        f"{path}: a chunk file of {size:,} bytes, far more than a chunk should be (at most "
+        f"{CHUNK_FILE_MAX_BYTES:,}). Split it into chunks (one passage per file) or move it out of the data folder."
+    )
+
+
 def _read_text_file(path: Path) -> str:
-    text = _decode(path, path.read_bytes()).strip()
-    if not text:
+    text = _decode(path, _read_limited(path)).strip()
+    if _is_blank(text):
         raise CorpusError(
-            f"{path}: the chunk file is empty. Delete it or put the chunk's text in it."
+            f"{path}: the chunk file is empty (or holds only spaces and invisible characters). "
+            "Delete it or put the chunk's text in it."
         )
     return text
 
@@ -87,26 +163,100 @@ def _utf8_name(root: Path, rel: str) -> str:
     return rel
 
 
-def _load_subject_folders(root: Path) -> pd.DataFrame:
+def _link_error(link: Path) -> CorpusError:
+    return CorpusError(
+        f"{link}: is a symbolic link; links inside the data folder are refused, since they can pull in files "
+        "from outside it. Replace the link by a copy of what it points to, or remove it."
+    )
+
+
+def _listing(folder: Path) -> list[Path]:
+    """The entries of ``folder``, sorted; a symbolic link among them is refused (nothing is read)."""
+    entries = sorted(folder.iterdir())
+    for entry in entries:
+        if entry.is_symlink():
+            raise _link_error(entry)
+    return entries
+
+
+def _chunk_files(subject_dir: Path) -> list[Path]:
+    """The chunk files under ``subject_dir`` at any depth, sorted; refuses links, reads nothing."""
+    files, todo = [], [subject_dir]
+    while todo:
+        for entry in _listing(todo.pop()):
+            if entry.is_dir():
+                todo.append(entry)
+            elif entry.is_file() and is_chunk_file(entry.name) and not entry.name.startswith("."):
+                files.append(entry)
+    return sorted(files)
+
+
+def _holds_chunk_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a chunk file at any depth (without following links)."""
+    return any(
+        is_chunk_file(name) and not name.startswith(".")
+        for _, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+def _warn_skipped(root: Path, entries: list[Path]) -> None:
+    """Say which folders holding chunk files are skipped for their name ('.' or '_' first)."""
+    skipped = [
+        p.name
+        for p in entries
+        if p.name.startswith(SKIPPED_PREFIXES)
+        and p.name != ARCHIVE_LITTER
+        and p.is_dir()
+        and _holds_chunk_files(p)
+    ]
+    if skipped:
+        log.warning(
+            "%s: skipped folder(s) %s: a folder whose name starts with '.' or '_' is not a subject. "
+            "Rename it to make it one.",
+            root,
+            ", ".join(repr(name) for name in skipped),
+        )
+
+
+def _read_chunk_files(root: Path, files: list[tuple[Path, Path]]) -> pd.DataFrame:
+    """One row per ``(subject folder, chunk file)``."""
     rows = []
-    for subject_dir in sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
-    ):
-        for f in sorted(subject_dir.rglob("*")):
-            if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES and not f.name.startswith("."):
-                rel = _utf8_name(root, f.relative_to(root).as_posix())
-                rows.append(
-                    {
-                        "id": rel.rsplit(".", 1)[0],
-                        "text": _read_text_file(f),
-                        "subject": subject_dir.name,
-                        "source": rel,
-                    }
-                )
+    for subject_dir, f in files:
+        rel = _utf8_name(root, f.relative_to(root).as_posix())
+        rows.append(
+            {
+                "id": rel.rsplit(".", 1)[0],
+                "text": _read_text_file(f),
+                "subject": subject_dir.name,
+                "source": rel,
+            }
+        )
     return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
 
 
 # --- tables ----------------------------------------------------------------------------------------
+
+
+class _DuplicateKeyError(ValueError):
+    """A JSON object with a key twice (``json`` would keep the last one silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` refusing repeated keys."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKeyError(key)
+        obj[key] = value
+    return obj
+
+
+def _repeated_key(path: Path, where: str, key: str) -> CorpusError:
+    return CorpusError(
+        f"{path}: {where} has the key {excerpt(repr(key))} twice; only one would be read. "
+        "Keep one (merge the values), or rename the other."
+    )
 
 
 def _jsonl_records(path: Path) -> list[tuple[str, Any]]:
@@ -114,7 +264,14 @@ def _jsonl_records(path: Path) -> list[tuple[str, Any]]:
     for number, line in enumerate(_decode(path, path.read_bytes(), "utf-8-sig").split("\n"), 1):
         if line.strip():
             try:
-                records.append((f"record {len(records) + 1} (line {number})", json.loads(line)))
+                records.append(
+                    (
+                        f"record {len(records) + 1} (line {number})",
+                        json.loads(line, object_pairs_hook=_unique_keys),
+                    )
+                )
+            except _DuplicateKeyError as exc:
+                raise _repeated_key(path, f"line {number}", exc.args[0]) from None
             except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
                 raise CorpusError(
                     f"{path}: line {number} of this JSONL file is not valid JSON ({excerpt(exc, 120)}). Fix or remove that line."
@@ -124,7 +281,11 @@ def _jsonl_records(path: Path) -> list[tuple[str, Any]]:
 
 def _json_records(path: Path) -> list[tuple[str, Any]]:
     try:
-        data = json.loads(_decode(path, path.read_bytes(), "utf-8-sig"))
+        data = json.loads(
+            _decode(path, path.read_bytes(), "utf-8-sig"), object_pairs_hook=_unique_keys
+        )
+    except _DuplicateKeyError as exc:
+        raise _repeated_key(path, "an object", exc.args[0]) from None
     except (ValueError, RecursionError) as exc:
         raise CorpusError(
             f"{path}: cannot be parsed as JSON ({excerpt(exc, 120)}). Check the file's format."
@@ -151,7 +312,25 @@ def _read_frame(path: Path, suffix: str) -> pd.DataFrame | None:
     text = _decode(path, path.read_bytes(), "utf-8-sig")
     if not text.strip():
         return None
+    _refuse_repeated_columns(path, _csv_header(text))
     return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+
+
+def _csv_header(text: str) -> list[str]:
+    """The column names of a CSV as written (pandas renames a repeated one to ``text.1``)."""
+    try:
+        return next(csv.reader(io.StringIO(text)), [])
+    except csv.Error:  # malformed: pandas reports it
+        return []
+
+
+def _refuse_repeated_columns(path: Path, columns: list[str]) -> None:
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise CorpusError(
+            f"{path}: has more than one column named {excerpt(repr(repeated[0]))}; only one would be read. "
+            "Merge them into one column, or rename the others."
+        )
 
 
 def _table_records(path: Path) -> list[tuple[str, Any]]:
@@ -173,6 +352,7 @@ def _table_records(path: Path) -> list[tuple[str, Any]]:
     if frame is None:
         return []
     frame.columns = [str(c) for c in frame.columns]
+    _refuse_repeated_columns(path, list(frame.columns))
     rows = frame.to_dict("records")
     if suffix == ".csv":
         return [(f"record {i} (row {i + 1} counting the header)", r) for i, r in enumerate(rows, 1)]
@@ -209,10 +389,20 @@ def _field(path: Path, where: str, record: dict, column: str) -> str:
         raise CorpusError(
             f"{path}: {where} has a {column!r} that is {exc}. Make it a string."
         ) from None
-    if value is None or not value.strip():
+    if value is None or _is_blank(value):
         raise CorpusError(
-            f"{path}: {where} has an empty or missing {column!r}. Fill it in or remove the record "
-            "(every record needs a 'text' and a 'subject')."
+            f"{path}: {where} has an empty or missing {column!r} (or one of only spaces and invisible "
+            "characters). Fill it in or remove the record (every record needs a 'text' and a 'subject')."
+        )
+    if "\0" in value:
+        raise CorpusError(
+            f"{path}: {where} has a {column!r} holding a NUL character (a zero byte), a sign of UTF-16 "
+            "or binary data. Remove it, or re-save the source as UTF-8 text."
+        )
+    if len(value) > CHUNK_FILE_MAX_BYTES:
+        raise CorpusError(
+            f"{path}: {where} has a {column!r} of {len(value):,} characters, far more than a chunk should be "
+            f"(at most {CHUNK_FILE_MAX_BYTES:,}). Split it into chunks."
         )
     return value.strip() if column != "id" else value
 
@@ -284,15 +474,29 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
         raise CorpusError(
             f"{path}: does not exist (or is not a file or folder). Set paths.data_dir to your corpus."
         )
-    # Subject sub-folders win: a manifest.csv beside them describes them, it is not data.
-    frame = _load_subject_folders(path)
-    if not frame.empty:
-        return frame
-    tables = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
+    entries = _listing(path)  # data_dir itself may be a link; nothing inside it may
+    _warn_skipped(path, entries)
+    files = [
+        (folder, f)
+        for folder in entries
+        if folder.is_dir() and not folder.name.startswith(SKIPPED_PREFIXES)
+        for f in _chunk_files(folder)
+    ]
+    tables = [p for p in entries if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES]
+    archives = [p for p in entries if p.is_file() and is_archive(p)]
+    if files:
+        _refuse_beside_folders(path, [t for t in tables if _holds_texts(t)], archives)
+        return _read_chunk_files(path, files)
+    if tables and archives:
+        raise _mixed(path, f"tables ({_names(tables)})", "archives", archives)
     if tables:
         return pd.concat([_read_table(t) for t in tables], ignore_index=True)
-    archives = sorted(p for p in path.iterdir() if p.is_file() and is_archive(p))
-    if len(archives) == 1:
+    if len(archives) > 1:
+        raise CorpusError(
+            f"{path}: holds {len(archives)} archives ({_names(archives)}); only one corpus is read. "
+            "Keep one in the data folder, or point paths.data_dir at the archive to use."
+        )
+    if archives:
         return _load_path(archives[0], ctx)
     raise CorpusError(
         f"{path}: no chunks found. Expected sub-folders named after subjects holding .txt/.md files "
@@ -302,6 +506,31 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
 
 def _has_table_files(folder: Path) -> bool:
     return any(p.suffix.lower() in TABLE_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
+def _names(paths: list[Path], limit: int = 5) -> str:
+    shown = [repr(p.name) for p in paths[:limit]]
+    return ", ".join(shown + ([f"and {len(paths) - limit} more"] if len(paths) > limit else []))
+
+
+def _holds_texts(table: Path) -> bool:
+    """Whether a table has a ``text`` column (a manifest describing subject folders has none)."""
+    return any(isinstance(record, dict) and "text" in record for _, record in _table_records(table))
+
+
+def _mixed(root: Path, first: str, kind: str, others: list[Path]) -> CorpusError:
+    return CorpusError(
+        f"{root}: holds {first} and also {kind} ({_names(others)}); the two layouts cannot be mixed, "
+        "and only one would be read. Move one kind out of the data folder, or convert it to the other."
+    )
+
+
+def _refuse_beside_folders(root: Path, tables: list[Path], archives: list[Path]) -> None:
+    """Refuse data beside subject folders: tables with texts, or archives (a manifest is fine)."""
+    if tables:
+        raise _mixed(root, "subject folders", "tables with a 'text' column", tables)
+    if archives:
+        raise _mixed(root, "subject folders", "archives", archives)
 
 
 # --- duplicates -----------------------------------------------------------------------------------------
@@ -400,6 +629,7 @@ def load_corpus(
         raise CorpusError(
             f"{path}: cannot be read ({exc.strerror or exc}: {exc.filename}). Check its permissions."
         ) from None
+    _refuse_unprintable(frame, path)
     frame = frame.sort_values(["subject", "id"], kind="stable").reset_index(drop=True)
     available = sorted(frame["subject"].unique())
     if subjects is not None:
@@ -438,6 +668,40 @@ def load_corpus(
     return Dataset.from_pandas(frame[["id", "text", "subject", "source"]], preserve_index=False)
 
 
+def _unprintable(name: str) -> str | None:
+    """The first character of ``name`` that would act on a terminal or page rather than show."""
+    for char in name:
+        if char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return char
+    return None
+
+
+def _refuse_unprintable(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse subjects and ids holding control characters, and subjects that show nothing.
+
+    Subject names and ids reach the terminal and the book's pages: an escape sequence, a
+    line break or a bidirectional override in one would act there instead of showing.
+    """
+    for column, fix in (
+        ("subject", "Rename the folder or fix the 'subject' value"),
+        ("id", "Rename the file or fix the 'id' value"),
+    ):
+        for value, source in frame.drop_duplicates(column)[[column, "source"]].itertuples(
+            index=False
+        ):
+            char = _unprintable(value)
+            if char is not None:
+                raise CorpusError(
+                    f"{path}: {column} {excerpt(repr(value))} (from {excerpt(repr(source))}) holds the control "
+                    f"character {char!r}, which would act on the terminal and pages instead of showing. {fix}."
+                )
+            if column == "subject" and _is_blank(value):
+                raise CorpusError(
+                    f"{path}: subject {value!r} (from {excerpt(repr(source))}) shows nothing (only spaces and "
+                    f"invisible characters). {fix}."
+                )
+
+
 def _fraction_range(counts: Counter) -> tuple[float, float]:
     """Test fractions that leave every subject its minimum test and train chunks (approximately)."""
     low = max(MIN_TEST_PER_SUBJECT / n for n in counts.values())
@@ -450,8 +714,10 @@ def _short_subject_error(
 ) -> CorpusError:
     low, high = _fraction_range(counts)
     fix = (
-        f"Set data.test_fraction between about {low} and {high}"
-        if low <= high
+        f"Set data.test_fraction to about {low}"
+        if low == high
+        else f"Set data.test_fraction between about {low} and {high}"
+        if low < high
         else "No single data.test_fraction suits subjects this unequal in size: add chunks to the small subjects"
     )
     return CorpusError(

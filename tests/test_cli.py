@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import DELETE, REPO_ROOT, build_corpus
 
 from helpers.book import claims_file
 from helpers.cli import BROKEN_PIPE, main
@@ -28,12 +28,15 @@ def assert_one_error(err: str) -> None:
 
 
 def test_check_refuses_train_subjects_the_data_lacks(tmp_path, write_config, capsys):
-    config = write_config(tmp_path, data={"train_subjects": ["physics", "geology", "art"]})
-    code, _, err = run_main(capsys, "--config", str(config), "check")
+    """The default [physics, biology, history] on a user's own corpus: refused up front."""
+    build_corpus(tmp_path / "corpus", subjects=("chemistry", "physics"))
+    config = write_config(tmp_path, data={"train_subjects": DELETE})
+    code, out, err = run_main(capsys, "--config", str(config), "check")
     assert code == 2
     assert_one_error(err)
-    assert "data.train_subjects" in err and "['art', 'geology']" in err
-    assert "['biology', 'history', 'physics']" in err  # the subjects it has
+    assert "data.train_subjects" in err and "['biology', 'history']" in err
+    assert "it has ['chemistry', 'physics']" in err and "null" in err  # what it has, and the fix
+    assert "fine-tuning trains on" not in out  # no report of a fine-tuning that cannot run
 
 
 def test_check_on_invalid_data_creates_no_results_folder(tmp_path, write_config, capsys):

@@ -348,8 +348,8 @@ def terminal_safe(text: str) -> str:
     Line breaks and tabs stay; names from the data are refused at load, this covers the rest
     (file names, values quoted in messages).
 
-    >>> terminal_safe("red \x1b[31m text\n")
-    'red \\x1b[31m text\n'
+    >>> print(terminal_safe("red \\x1b[31m text"))
+    red \\x1b[31m text
     """
     return "".join(
         c if c in "\n\t" or c.isprintable() else c.encode("unicode_escape").decode("ascii")

@@ -482,8 +482,10 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
         if folder.is_dir() and not folder.name.startswith(SKIPPED_PREFIXES)
         for f in _chunk_files(folder)
     ]
-    tables = [p for p in entries if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES]
-    archives = [p for p in entries if p.is_file() and is_archive(p)]
+    # Hidden files are never data (macOS's tar adds a binary "._name" beside each file).
+    files_here = [p for p in entries if p.is_file() and not p.name.startswith(".")]
+    tables = [p for p in files_here if p.suffix.lower() in TABLE_SUFFIXES]
+    archives = [p for p in files_here if is_archive(p)]
     if files:
         _refuse_beside_folders(path, [t for t in tables if _holds_texts(t)], archives)
         return _read_chunk_files(path, files)

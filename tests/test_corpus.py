@@ -177,6 +177,12 @@ def test_manifest_beside_subject_folders_is_not_data(tiny_corpus):
     assert "manifest.csv" not in ds["source"]
 
 
+def test_hidden_files_beside_subject_folders_are_not_data(tiny_corpus):
+    """macOS's tar adds a binary "._name" beside each file."""
+    (tiny_corpus / "._manifest.csv").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    assert chunks(load_corpus(tiny_corpus)) == expected(tiny_corpus)
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_table_of_chunks_beside_subject_folders_is_refused(tiny_corpus, suffix):
     """Its chunks would be silently left out: the two layouts cannot be mixed."""

@@ -993,7 +993,8 @@ def _sparse(path: Path, size: int) -> None:
 def _zip_of(folder: Path, dest: Path) -> None:
     with zipfile.ZipFile(dest, "w") as zf:
         for f in sorted(folder.iterdir()):
-            zf.write(f, f"chunks/{folder.name}/{f.name}")
+            if f.is_file():  # not a FIFO made by "fifo chunk": opening it would wait forever
+                zf.write(f, f"chunks/{folder.name}/{f.name}")
 
 
 def _jsonl(rows: list[dict]) -> bytes:

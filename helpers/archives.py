@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from .names import CHUNK_FILE_MAX_BYTES, TEXT_SUFFIXES
 from .storage import is_stale, owner_tag, remove_stale
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
@@ -89,8 +90,17 @@ class ArchiveBudget:
             "Raise data.archive_max_bytes if the archive is trusted, or use a smaller corpus."
         )
 
+    def _chunk_too_big(self, member: str, size: int) -> CorpusError:
+        return CorpusError(
+            f"{self.archive}: member {excerpt(repr(member))} is a chunk file of {size:,} bytes or more, "
+            f"far more than a chunk should be (at most {CHUNK_FILE_MAX_BYTES:,}). Split it into chunks "
+            "(one passage per file) or leave it out of the archive."
+        )
+
     def add_member(self, name: str, size: int) -> None:
         """Count one member from its header, before anything is written (call :meth:`begin` first)."""
+        if is_chunk_file(name) and size > CHUNK_FILE_MAX_BYTES:
+            raise self._chunk_too_big(name, size)
         self.members += 1
         if self.members > self.max_members:
             raise CorpusError(
@@ -107,17 +117,31 @@ class ArchiveBudget:
 
     def copy(self, source: IO[bytes], target: Path, name: str) -> None:
         """Stream ``source`` into ``target``, counting the bytes really written (headers can lie)."""
+        limit = CHUNK_FILE_MAX_BYTES if is_chunk_file(name) else None
+        member = 0
         with open(target, "wb") as out:
             while block := source.read(1 << 20):
                 self.written += len(block)
+                member += len(block)
                 if self.written > self.max_bytes:
                     raise self._too_big(name)
+                if limit is not None and member > limit:
+                    raise self._chunk_too_big(name, member)
                 out.write(block)
 
 
 def is_archive(path: Path) -> bool:
     """Whether ``path`` is named like an archive (:data:`ARCHIVE_SUFFIXES`, any case)."""
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def is_chunk_file(name: str) -> bool:
+    """Whether a file or member name is a chunk file (:data:`helpers.names.TEXT_SUFFIXES`, any case).
+
+    >>> is_chunk_file("physics/001.TXT"), is_chunk_file("corpus.csv")
+    (True, False)
+    """
+    return name.lower().endswith(TEXT_SUFFIXES)
 
 
 def _member_target(archive: Path, dest: Path, name: str) -> Path | None:
@@ -220,6 +244,7 @@ def _scratch_folder(root: Path | None) -> Iterator[Path]:
     Leftovers of killed runs (owner gone, or older than :data:`helpers.storage.STALE_AFTER`) go first.
     """
     root = Path(root) if root is not None else Path(tempfile.gettempdir())
+    created = _first_missing(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         for old in root.glob(EXTRACT_PREFIX + "*"):
@@ -235,6 +260,34 @@ def _scratch_folder(root: Path | None) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if created is not None:
+            _remove_empty(root, created)
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (``None``: it exists)."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` while they are empty.
+
+    Extraction created them (``paths.results_dir`` on a first run): a run that fails, or a
+    ``check``, leaves no folder behind; whatever later writes there creates it again.
+    """
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else uses it now
+            return
+        if folder == top:
+            return
+        folder = folder.parent
 
 
 @contextmanager

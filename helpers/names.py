@@ -61,6 +61,13 @@ MIN_PER_SUBJECT = MIN_TRAIN_PER_SUBJECT + MIN_TEST_PER_SUBJECT
 #: (:mod:`helpers.archives`).
 ARCHIVE_MAX_BYTES = 2_000_000_000
 ARCHIVE_MAX_MEMBERS = 200_000
+#: Suffixes of chunk files (one chunk per file) in subject folders, in any case.
+TEXT_SUFFIXES = (".txt", ".md")
+#: Largest chunk file read, in a folder or inside an archive, checked before it is read; also
+#: the longest text of a table cell. A chunk is a passage: the corpus warns past 2,000 words
+#: (some 15 KB) and encoders read a few thousand tokens, so 50 MB (millions of words) is a
+#: whole book or a dump in one file, not a chunk, and reading it whole can exhaust memory.
+CHUNK_FILE_MAX_BYTES = 50_000_000
 #: Texts per saved shard of ``python -m helpers embed`` (:mod:`helpers.shards`).
 DEFAULT_SHARD_SIZE = 1000
 

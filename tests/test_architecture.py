@@ -21,6 +21,7 @@ PACKAGE = ROOT / "helpers"
 LAYERS = [
     {"names", "storage", "intervals", "safe_yaml"},
     {"config", "archives"},
+    {"chunk_files"},
     {"corpus"},
     {"encoders"},
     {"embeddings", "geometry", "transforms", "packaged"},

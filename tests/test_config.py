@@ -40,8 +40,14 @@ def assert_mentions(message: str, *fragments: str) -> None:
 def test_valid_config_loads(tmp_path, write_config):
     cfg = load_config(write_config(tmp_path))
     assert cfg.paths.data_dir == (tmp_path / "corpus").resolve()
-    assert cfg.paths.results_dir.is_dir()
     assert cfg.models.finetune_base.pooling == "cls"
+
+
+def test_loading_creates_no_results_folder(tmp_path, write_config):
+    """It is created by whatever writes there first: a failed run leaves no empty folder."""
+    cfg = load_config(write_config(tmp_path, paths={"results_dir": "out/results"}))
+    assert cfg.paths.results_dir == tmp_path / "out" / "results"
+    assert not (tmp_path / "out").exists()
 
 
 def test_relative_paths_resolve_against_config_folder_not_cwd(tmp_path, write_config, monkeypatch):
@@ -466,3 +472,36 @@ def test_several_mistakes_are_reported_at_once(tmp_path, write_config):
         assert line is not None, f"{key} not reported:\n{message}"
         assert path.name in line, f"line does not name the file: {line}"
     assert "line " in message  # where in the file
+
+
+# --- environment variables and ~ in paths ----------------------------------------------------------
+
+
+def test_variables_and_home_in_paths_are_expanded(tmp_path, write_config, monkeypatch):
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path / "corpus"))
+    monkeypatch.setenv("BOOK_OUT", str(tmp_path / "out"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = write_config(
+        tmp_path,
+        paths={"data_dir": "$BOOK_DATA", "results_dir": "${BOOK_OUT}/results"},
+        pretraining={"extra_text_dir": "~/extra"},
+    )
+    cfg = load_config(path)
+    assert cfg.paths.data_dir == tmp_path / "corpus"
+    assert cfg.paths.results_dir == tmp_path / "out" / "results"
+    assert cfg.pretraining.extra_text_dir == tmp_path / "home" / "extra"
+
+
+@pytest.mark.parametrize(
+    "written", ["$BOOK_UNSET/results", "${BOOK_UNSET}/results", "$BOOK_EMPTY/r"]
+)
+def test_unset_variable_in_a_path_is_named_and_nothing_is_created(
+    tmp_path, write_config, monkeypatch, written
+):
+    monkeypatch.delenv("BOOK_UNSET", raising=False)
+    monkeypatch.setenv("BOOK_EMPTY", "")
+    monkeypatch.chdir(tmp_path)
+    message = config_error(write_config(tmp_path, paths={"results_dir": written}))
+    variable = "BOOK_EMPTY" if "EMPTY" in written else "BOOK_UNSET"
+    assert_mentions(message, "paths.results_dir", f"environment variable {variable}", "not set")
+    assert not [p for p in tmp_path.rglob("*") if "$" in p.name]

@@ -169,17 +169,44 @@ def test_corrupt_archive(tmp_path):
 
 
 def test_manifest_beside_subject_folders_is_not_data(tiny_corpus):
-    manifest = pd.DataFrame(
-        {
-            "file": ["physics/000.txt"],
-            "subject": ["physics"],
-            "text": ["This manifest row must never become a chunk of the corpus."],
-        }
-    )
+    """A table describing the folders (no 'text' column), like data/chunks/manifest.csv."""
+    manifest = pd.DataFrame({"file": ["physics/000.txt"], "subject": ["physics"], "words": [30]})
     manifest.to_csv(tiny_corpus / "manifest.csv", index=False)
     ds = load_corpus(tiny_corpus)
     assert chunks(ds) == expected(tiny_corpus)
     assert "manifest.csv" not in ds["source"]
+
+
+def test_hidden_files_beside_subject_folders_are_not_data(tiny_corpus):
+    """macOS's tar adds a binary "._name" beside each file."""
+    (tiny_corpus / "._manifest.csv").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    assert chunks(load_corpus(tiny_corpus)) == expected(tiny_corpus)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_table_of_chunks_beside_subject_folders_is_refused(tiny_corpus, suffix):
+    """Its chunks would be silently left out: the two layouts cannot be mixed."""
+    _table(
+        [{"text": "A chunk that only the table holds.", "subject": "physics"}],
+        tiny_corpus / f"extra{suffix}",
+    )
+    with pytest.raises(CorpusError, match=rf"subject folders and also tables.*extra\{suffix}"):
+        load_corpus(tiny_corpus)
+
+
+def test_archive_beside_subject_folders_is_refused(tiny_corpus, tmp_path):
+    _tar_gz(build_corpus(tmp_path / "other"), tiny_corpus / "more.tar.gz")
+    with pytest.raises(CorpusError, match="subject folders and also archives.*more.tar.gz"):
+        load_corpus(tiny_corpus)
+
+
+def test_two_archives_are_both_named(tiny_corpus, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _tar_gz(tiny_corpus, data / "a.tar.gz")
+    _zip(tiny_corpus, data / "b.zip")
+    with pytest.raises(CorpusError, match=r"2 archives \('a.tar.gz', 'b.zip'\)"):
+        load_corpus(data, scratch_dir=tmp_path / "scratch")
 
 
 # --- data problems --------------------------------------------------------------------------
@@ -582,7 +609,7 @@ def test_archive_over_the_size_limit_is_refused_before_extracting(tmp_path):
         load_corpus(archive, scratch_dir=scratch, archive_max_bytes=1_000_000)
     message = str(info.value)
     assert "bomb.tar.gz" in message and "data.archive_max_bytes" in message
-    assert list(scratch.iterdir()) == []
+    assert not scratch.exists()  # created for the extraction, removed with it
 
 
 def test_archive_default_limits_come_from_the_module(tmp_path, monkeypatch):
@@ -632,7 +659,7 @@ def test_archive_is_extracted_under_scratch_dir_and_removed(
     ds = load_corpus(archive, scratch_dir=scratch)
     assert chunks(ds) == expected(tiny_corpus)
     assert any(p.is_relative_to(scratch) and ".extract-" in str(p) for p in seen), seen
-    assert list(scratch.iterdir()) == [] and list(system_tmp.iterdir()) == []
+    assert not scratch.exists() and list(system_tmp.iterdir()) == []  # created, then removed
 
 
 def test_archive_without_scratch_dir_is_cleaned_up(tiny_corpus, tmp_path, monkeypatch):
@@ -698,7 +725,7 @@ def test_zip_member_kinds_match_tar(tiny_corpus, tmp_path, name, mode, fragment)
     scratch = tmp_path / "results"
     with pytest.raises(CorpusError, match=fragment):
         load_corpus(archive, scratch_dir=scratch)
-    assert list(scratch.iterdir()) == []
+    assert not scratch.exists()  # created for the extraction, removed with it
 
 
 @pytest.mark.parametrize("kind", ["chr", "fifo", "hardlink"])
@@ -733,3 +760,184 @@ def test_archive_inside_archive_shares_the_budget(tiny_corpus, tmp_path):
         zf.writestr("data/padding.bin", b"\0" * 600_000)
     with pytest.raises(CorpusError, match="archive_max_bytes"):
         load_corpus(outer, scratch_dir=tmp_path / "results", archive_max_bytes=1_000_000)
+
+
+# --- the data stays inside the data folder --------------------------------------------------------------
+
+SECRET = "Outside text that must never become a chunk or reach a message."
+
+
+def _outside(tmp_path: Path) -> Path:
+    """A folder beside the corpus: a secret file and a folder of chunk-like files."""
+    outside = tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret.md").write_text(SECRET, encoding="utf-8")
+    for i in range(6):
+        (outside / "folder" / f"{i}.txt").write_text(f"{SECRET} {i}", encoding="utf-8")
+    return outside
+
+
+LINKS = {
+    "file in a subject": ("biology/host.md", "secret.md"),
+    "subject folder": ("geology", "folder"),
+    "folder in a subject": ("physics/more", "folder"),
+    "copy of a chunk": (
+        "history/copy.txt",
+        "secret.md",
+    ),  # its text would be in a duplicate warning
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINKS))
+def test_links_in_the_data_folder_are_refused_before_reading(tiny_corpus, tmp_path, caplog, case):
+    outside = _outside(tmp_path)
+    (tiny_corpus / "physics" / "copy.txt").write_text(SECRET, encoding="utf-8")
+    link, target = LINKS[case]
+    (tiny_corpus / link).symlink_to(outside / target)
+    with pytest.raises(CorpusError) as info:
+        load_corpus(tiny_corpus)
+    message = str(info.value)
+    assert message.startswith(f"{tiny_corpus / link}: is a symbolic link"), message
+    assert "Outside text" not in message + caplog.text
+
+
+def test_link_beside_tables_is_refused(tiny_corpus, tmp_path):
+    data = tmp_path / "tables"
+    data.mkdir()
+    _table(corpus_records(tiny_corpus), data / "a.jsonl")
+    (data / "b.jsonl").symlink_to(_table([{"text": SECRET, "subject": "x"}], tmp_path / "o.jsonl"))
+    with pytest.raises(CorpusError, match="b.jsonl: is a symbolic link"):
+        load_corpus(data)
+
+
+def test_data_folder_may_itself_be_a_link(tiny_corpus, tmp_path):
+    link = tmp_path / "linked-corpus"
+    link.symlink_to(tiny_corpus)
+    assert chunks(load_corpus(link)) == expected(tiny_corpus)
+
+
+# --- malformed files and cells ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["_drafts", ".hidden"])
+def test_skipped_subject_folders_are_named_in_a_warning(tiny_corpus, caplog, name):
+    build_corpus(tiny_corpus / name, subjects=("chemistry",), per_subject=4)
+    with caplog.at_level(logging.WARNING):
+        ds = load_corpus(tiny_corpus)
+    assert "chemistry" not in ds["subject"]
+    assert f"skipped folder(s) {name!r}" in caplog.text
+
+
+def test_csv_with_two_text_columns_is_refused(tmp_path):
+    path = tmp_path / "c.csv"
+    rows = "".join(f"physics chunk {i},physics,second text {i}\n" for i in range(6))
+    path.write_text("text,subject,text\n" + rows, encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"c.csv: has more than one column named 'text'"):
+        load_corpus(path)
+
+
+def test_jsonl_record_with_a_key_twice_is_refused(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "one", "subject": "physics", "text": "two"}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"c.jsonl: line 1 has the key 'text' twice"):
+        load_corpus(path)
+
+
+@pytest.mark.parametrize(
+    "encoding, advice",
+    [("utf-16-le", "utf-16le"), ("utf-16-be", "utf-16be"), ("utf-16", "utf-16 ")],
+)
+@pytest.mark.parametrize("where", ["chunk file", "csv"])
+def test_utf16_files_get_utf16_advice(tiny_corpus, tmp_path, encoding, advice, where):
+    text = "Ein Kapitel über Physik, Kraft und Masse."
+    if where == "chunk file":
+        path = tiny_corpus / "physics" / "utf16.txt"
+        path.write_bytes(text.encode(encoding))
+        data = tiny_corpus
+    else:
+        path = data = tmp_path / "c.csv"
+        path.write_bytes(f"text,subject\n{text},physics\n".encode(encoding))
+    with pytest.raises(CorpusError) as info:
+        load_corpus(data)
+    message = str(info.value)
+    assert (
+        message.startswith(f"{path}: looks like UTF-16") and f"iconv -f {advice}" in message + " "
+    )
+    assert "latin" not in message
+
+
+@pytest.mark.parametrize(
+    "content", ["\u200b\u200c\u200d", " \ufeff\u2060 \n", "\0\0\0", "\0 \u200b"], ids=repr
+)
+def test_chunk_file_of_invisible_characters_is_refused(tiny_corpus, content):
+    path = tiny_corpus / "physics" / "blank.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"^{path}: "):
+        load_corpus(tiny_corpus)
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200d", "\ufeff \u2060"], ids=repr)
+def test_table_text_of_invisible_characters_is_refused(tiny_corpus, tmp_path, text):
+    records = [*corpus_records(tiny_corpus), {"id": "blank", "text": text, "subject": "physics"}]
+    path = _table(records, tmp_path / "c.jsonl")
+    with pytest.raises(CorpusError, match=r"record 19 \(line 19\) has an empty or missing 'text'"):
+        load_corpus(path)
+
+
+def test_table_text_with_a_nul_is_refused(tiny_corpus, tmp_path):
+    records = [*corpus_records(tiny_corpus), {"id": "nul", "text": "a\0b", "subject": "physics"}]
+    with pytest.raises(CorpusError, match=r"record 19 .*NUL character"):
+        load_corpus(_table(records, tmp_path / "c.jsonl"))
+
+
+def test_huge_chunk_file_is_refused_before_reading(tiny_corpus):
+    huge = tiny_corpus / "physics" / "huge.txt"
+    with open(huge, "wb") as fh:  # sparse: no disk, but reading it would take 60 MB
+        fh.truncate(60_000_000)
+    with pytest.raises(
+        CorpusError, match=rf"^{huge}: a chunk file of 60,000,000 bytes.*at most 50,000,000"
+    ):
+        load_corpus(tiny_corpus)
+
+
+def test_huge_chunk_member_is_refused_before_extracting(tmp_path):
+    archive = _big_tar(tmp_path / "huge.tar.gz", 60_000_000)
+    scratch = tmp_path / "results"
+    with pytest.raises(
+        CorpusError, match=r"member 'chunks/physics/huge.txt' is a chunk file of 60,000,000"
+    ):
+        load_corpus(archive, scratch_dir=scratch)
+    assert not scratch.exists()  # created for the extraction, removed with it
+
+
+@pytest.mark.parametrize("name", ["\x1b[31mred\x1b[0m", "line\u2028break", "rtl\u202eoverride"])
+def test_subject_names_with_control_characters_are_refused(tiny_corpus, name):
+    build_corpus(tiny_corpus, subjects=("chemistry",), per_subject=4)
+    (tiny_corpus / "chemistry").rename(tiny_corpus / name)
+    with pytest.raises(CorpusError) as info:
+        load_corpus(tiny_corpus)
+    message = str(info.value)
+    assert f"subject {name!r}" in message and "control character" in message
+    assert name not in message  # shown escaped, never raw
+
+
+def test_table_subject_with_an_escape_sequence_is_refused(tiny_corpus, tmp_path):
+    records = corpus_records(tiny_corpus)
+    records[0]["subject"] = "\x1b]0;title\x07physics"
+    with pytest.raises(CorpusError, match=r"subject '\\x1b\]0;title\\x07physics'"):
+        load_corpus(_table(records, tmp_path / "c.jsonl"))
+
+
+def test_split_advice_names_one_fraction_when_the_bounds_meet(tmp_path):
+    """10 subjects x 4 chunks: only one test chunk per subject fits (0.25); say so plainly."""
+    corpus = tmp_path / "c"
+    for s in range(10):
+        for i in range(4):
+            (corpus / f"s{s}").mkdir(parents=True, exist_ok=True)
+            (corpus / f"s{s}" / f"{i}.txt").write_text(f"subject {s} chunk {i}", encoding="utf-8")
+    ds = load_corpus(corpus)
+    with pytest.raises(CorpusError) as info:
+        split_corpus(ds, test_fraction=0.3)
+    assert "Set data.test_fraction to about 0.25," in str(info.value)
+    assert "between" not in str(info.value)
+    assert len(split_corpus(ds, test_fraction=0.25)["test"]) == 10

@@ -8,7 +8,10 @@ message), never a traceback, within a time and memory bound. Hypothesis generate
   duplicated keys, tags; random text and random bytes;
 * corpora: subject folders with odd names and encodings, CSV/JSONL/JSON/Parquet tables
   with odd columns and cell types, tar (plain, gz, bz2, xz) and zip archives with odd
-  members (links, devices, absolute and ``..`` paths, clashes, nesting, truncation).
+  members (links, devices, absolute and ``..`` paths, clashes, nesting, truncation);
+* folders with symbolic links (out of the data folder, dangling, looping), refused with
+  nothing outside read or printed; malformed data files (UTF-16, NULs, invisible text,
+  huge files, repeated columns and keys, control characters in subjects, mixed layouts).
 
 ``models`` is always left out or kept to the packaged defaults: ``check`` only describes
 model roles and must never train. Every path a config names stays in a temporary folder.
@@ -21,7 +24,10 @@ The normal test run uses a short budget (under a minute). For a longer run by ha
 
     FUZZ_EXAMPLES=5000 .venv/bin/pytest tests/test_fuzz.py -x -q -p no:cacheprovider
 
-(``FUZZ_EXAMPLES`` sets the examples per test; ``FUZZ_SEED`` fixes Hypothesis' seed.)
+(``FUZZ_EXAMPLES`` sets the examples per test; ``FUZZ_SEED`` fixes Hypothesis' seed.) For a
+run of a given length that reports how many cases it generated::
+
+    .venv/bin/python tests/fuzz_long.py --minutes 20
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ from hypothesis import strategies as st
 
 import helpers.corpus as corpus_module
 from helpers.cli import main
+from helpers.names import CHUNK_FILE_MAX_BYTES
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
+COUNT_FILE = os.environ.get("FUZZ_COUNT_FILE")  # set by tests/fuzz_long.py
 SECONDS_PER_EXAMPLE = 60
 MEMORY_HEADROOM = 2 << 30
 
@@ -123,8 +131,15 @@ def memory_ceiling(headroom: int = MEMORY_HEADROOM):
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def assert_check_behaves(config: Path) -> int:
-    """Run ``check`` in-process: exit 0 or 2, one short error message, no traceback, in time."""
+def assert_check_behaves(config: Path, *, secret: str | None = None) -> tuple[int, str]:
+    """Run ``check`` in-process: exit 0 or 2, one short error message, no traceback, in time.
+
+    Nothing it prints holds a raw escape character, nor ``secret`` (text outside the data
+    folder). Returns the exit code and stderr.
+    """
+    if COUNT_FILE:  # the long run counts the cases it generated
+        with open(COUNT_FILE, "a") as fh:
+            fh.write("1\n")
     out, err = io.StringIO(), io.StringIO()
     started = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), memory_ceiling():
@@ -142,10 +157,13 @@ def assert_check_behaves(config: Path) -> int:
     assert len(stderr) < 20_000 and all(len(line) < 1500 for line in stderr.splitlines()), stderr[
         :3000
     ]
+    printed = out.getvalue() + stderr
+    assert "\x1b" not in printed, printed[-3000:]
+    assert secret is None or secret not in printed, printed[-3000:]
     event(
         f"exit {code}" + (f": {_kind(stderr)}" if code else "")
     )  # shown by --hypothesis-show-statistics
-    return code
+    return code, stderr
 
 
 def _kind(stderr: str) -> str:
@@ -836,6 +854,197 @@ def test_check_survives_odd_archives(scratch, data):
     assert leftovers == [], leftovers
 
 
+# --- folders with links -----------------------------------------------------------------------------------
+
+SECRET = "OUTSIDE-SECRET-7f3a"  # text outside the data folder: must never be read or printed
+LINK_KINDS = [
+    "file in a subject",
+    "subject folder",
+    "folder in a subject",
+    "table beside",
+    "dangling",
+    "loop",
+    "to the data folder",
+    "to a chunk inside",
+    "in a skipped folder",  # never walked: not refused, and nothing read
+]
+
+
+def _outside(base: Path) -> Path:
+    outside = base / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret.txt").write_text(SECRET, encoding="utf-8")
+    for i in range(5):
+        (outside / "folder" / f"{i}.txt").write_text(f"{SECRET} {i}", encoding="utf-8")
+    (outside / "t.jsonl").write_text(json.dumps({"text": SECRET, "subject": "x"}) + "\n")
+    return outside
+
+
+@st.composite
+def linked_corpora(draw, base: Path) -> tuple[Path, bool]:
+    """A valid subject-folder corpus with 1-3 symbolic links, and whether one must be refused."""
+    root, outside = write_small_corpus(base / "corpus"), _outside(base)
+    refused = False
+    for n, kind in enumerate(draw(st.lists(st.sampled_from(LINK_KINDS), min_size=1, max_size=3))):
+        subject = root / draw(st.sampled_from(sorted(SMALL_CORPUS)))
+        link, target = {
+            "file in a subject": (subject / f"l{n}.txt", outside / "secret.txt"),
+            "subject folder": (root / f"linked{n}", outside / "folder"),
+            "folder in a subject": (subject / f"more{n}", outside / "folder"),
+            "table beside": (root / f"t{n}.jsonl", outside / "t.jsonl"),
+            "dangling": (subject / f"gone{n}.txt", outside / "missing.txt"),
+            "loop": (subject / f"loop{n}", subject / f"loop{n}"),
+            "to the data folder": (subject / f"up{n}", root),
+            "to a chunk inside": (subject / f"same{n}.md", root / "physics" / "0.txt"),
+            "in a skipped folder": (root / "_skipped" / f"l{n}.txt", outside / "secret.txt"),
+        }[kind]
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(target)
+        refused |= kind != "in a skipped folder"
+    return root, refused
+
+
+@fuzz_settings(15)
+@given(data=st.data())
+def test_check_refuses_links_and_reads_nothing_outside(scratch, data):
+    base = scratch.new()
+    root, refused = data.draw(linked_corpora(base))
+    code, stderr = assert_check_behaves(corpus_config(base, root, data), secret=SECRET)
+    if refused:
+        assert code == 2 and "is a symbolic link" in stderr, stderr[-3000:]
+
+
+# --- malformed data files ------------------------------------------------------------------------------------
+
+#: Changes to a valid subject-folder corpus, each of which must be refused.
+REFUSED_CHANGES = {
+    "utf-16 le": lambda f: f.write_bytes("UTF-16 without a mark".encode("utf-16-le")),
+    "utf-16 be": lambda f: f.write_bytes("UTF-16 without a mark".encode("utf-16-be")),
+    "utf-16 bom": lambda f: f.write_bytes("UTF-16 with a mark, é".encode("utf-16")),
+    "nul bytes": lambda f: f.write_bytes(b"text with a \0 in it"),
+    "zero-width only": lambda f: f.write_text(
+        "\u200b\u200c \ufeff\u2060\n\u200d", encoding="utf-8"
+    ),
+    "nul only": lambda f: f.write_bytes(b"\0\0\0"),
+    "huge": lambda f: _sparse(f, CHUNK_FILE_MAX_BYTES + 1),
+}
+#: Changes to the data folder: (refused?, change).
+FOLDER_CHANGES = {
+    "table of chunks beside": (
+        True,
+        lambda root: write_table(root / "extra.jsonl", [{"text": "t", "subject": "physics"}], 0),
+    ),
+    "archive beside": (True, lambda root: _zip_of(root / "physics", root / "more.zip")),
+    "escape in a subject": (True, lambda root: (root / "physics").rename(root / "phy\x1b[31msics")),
+    "bidi override in a subject": (
+        True,
+        lambda root: (root / "history").rename(root / "his\u202etory"),
+    ),
+    "invisible subject": (True, lambda root: (root / "history").rename(root / "\u200b\u200d")),
+    "manifest beside": (
+        False,
+        lambda root: (root / "manifest.csv").write_text("file,subject\nphysics/0.txt,physics\n"),
+    ),
+    "skipped folder": (False, lambda root: write_small_corpus(root / "_drafts")),
+    "fifo chunk": (
+        False,
+        lambda root: os.mkfifo(root / "physics" / "pipe.txt"),
+    ),  # skipped, never opened
+    "folder named like a chunk": (False, lambda root: (root / "biology" / "d.txt").mkdir()),
+    "empty folder": (False, lambda root: (root / "empty").mkdir()),
+}
+#: Table files holding a valid corpus, then one change each; all must be refused.
+TABLE_CHANGES = {
+    "csv in utf-16": lambda rows: (
+        "c.csv",
+        pd.DataFrame(rows).to_csv(index=False).encode("utf-16"),
+    ),
+    "csv with two text columns": lambda rows: (
+        "c.csv",
+        (
+            "text,subject,text\n" + "".join(f"{r['text']},{r['subject']},more\n" for r in rows)
+        ).encode(),
+    ),
+    "jsonl with a key twice": lambda rows: (
+        "c.jsonl",
+        "".join(json.dumps(r)[:-1] + ', "subject": "x"}\n' for r in rows).encode(),
+    ),
+    "zero-width text": lambda rows: (
+        "c.jsonl",
+        _jsonl([*rows, {"text": "\u200b\ufeff", "subject": "physics"}]),
+    ),
+    "nul in a text": lambda rows: (
+        "c.jsonl",
+        _jsonl([*rows, {"text": "a\0b", "subject": "physics"}]),
+    ),
+    "escape in a subject": lambda rows: (
+        "c.jsonl",
+        _jsonl([*rows, {"text": "t", "subject": "\x1b[2Jx"}]),
+    ),
+}
+
+
+def _sparse(path: Path, size: int) -> None:
+    """A file of ``size`` zero bytes that takes no disk space."""
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+
+
+def _zip_of(folder: Path, dest: Path) -> None:
+    with zipfile.ZipFile(dest, "w") as zf:
+        for f in sorted(folder.iterdir()):
+            if f.is_file():  # not a FIFO made by "fifo chunk": opening it would wait forever
+                zf.write(f, f"chunks/{folder.name}/{f.name}")
+
+
+def _jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+@st.composite
+def malformed_corpora(draw, base: Path) -> tuple[Path, bool]:
+    """A valid corpus (subject folders or one table) with 1-3 changes, and whether it must be refused."""
+    root = write_small_corpus(base / "corpus")
+    if draw(st.booleans()):
+        rows = [{"text": t, "subject": s} for s, ts in SMALL_CORPUS.items() for t in ts]
+        name, raw = TABLE_CHANGES[draw(st.sampled_from(sorted(TABLE_CHANGES)))](rows)
+        (base / name).write_bytes(raw)
+        return base / name, True
+    refused = False
+    for change in draw(
+        st.lists(
+            st.sampled_from(sorted(REFUSED_CHANGES) + sorted(FOLDER_CHANGES)),
+            min_size=1,
+            max_size=3,
+            unique=True,
+        )
+    ):
+        if change in REFUSED_CHANGES:
+            subject = draw(
+                st.sampled_from(
+                    sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+                )
+            )
+            REFUSED_CHANGES[change](subject / f"{change.replace(' ', '-')}.txt")
+            refused = True
+        else:
+            must, apply = FOLDER_CHANGES[change]
+            with contextlib.suppress(FileNotFoundError):  # a subject renamed by an earlier change
+                apply(root)
+                refused |= must
+    return root, refused
+
+
+@fuzz_settings(25)
+@given(data=st.data())
+def test_check_refuses_malformed_data_files(scratch, data):
+    base = scratch.new()
+    path, refused = data.draw(malformed_corpora(base))
+    code, stderr = assert_check_behaves(corpus_config(base, path, data))
+    if refused:
+        assert code == 2, stderr[-3000:]
+
+
 # --- a few real processes ----------------------------------------------------------------------------------------
 
 
@@ -844,7 +1053,8 @@ def _zip_bomb(path: Path) -> Path:
         for subject in ("physics", "history"):
             for i in range(4):
                 zf.writestr(f"chunks/{subject}/{i}.txt", SMALL_CORPUS.get(subject, ["x"] * 6)[i])
-        zf.writestr("chunks/physics/bomb.txt", b"\0" * 300_000_000)
+        # Not a chunk file (.txt would meet the smaller per-chunk limit first): the archive budget's test.
+        zf.writestr("chunks/physics/bomb.dat", b"\0" * 300_000_000)
     return path
 
 

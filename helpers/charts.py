@@ -99,16 +99,50 @@ def _book_theme() -> alt.theme.ThemeConfig:
     )
 
 
+# Characters that mean something to an HTML parser inside <script> ("</script", "<!--") or
+# end a line in older JavaScript, as JSON escapes: the parsed value is unchanged.
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def script_json(value) -> str:
+    """``value`` as JSON that is inert inside ``<script type="application/json">``.
+
+    Script content is raw text to HTML, so escaping ``<``, ``>`` and ``&`` (they occur only
+    inside JSON strings) is the one way a chunk's ``</script>`` or ``<!--`` cannot end or
+    swallow the element; ``JSON.parse`` reads the original strings back.
+
+    >>> script_json({"t": "</script><!--"})
+    '{"t":"\\\\u003c/script\\\\u003e\\\\u003c!--"}'
+    """
+    return json.dumps(value, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+
+
+def vega_string(text: str) -> str:
+    """``text`` as a string literal of a Vega expression (quoted and escaped as JSON).
+
+    Labels and data never go into an expression raw: a quote in a model's name would end
+    the literal.
+
+    >>> print(vega_string("it's"))
+    "it's"
+    """
+    return json.dumps(str(text))
+
+
 def chart_html(spec: dict) -> str:
-    """HTML for one chart: static SVG fallback plus the inline spec for the interactive upgrade."""
+    """HTML for one chart: static SVG fallback plus the inline spec for the interactive upgrade.
+
+    Whatever the chart's texts hold, the HTML has exactly one ``<script>`` (the spec, see
+    :func:`script_json`), and MathJax leaves the chart alone (``mathjax_ignore``).
+    """
     svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
     chart_id = f"book-chart-{uuid.uuid4().hex[:10]}"
-    # Script content is not HTML-decoded: keep the JSON as is, only stop "</" from closing the tag.
-    payload = json.dumps(spec, separators=(",", ":")).replace("</", "<\\/")
     return (
-        f'<div class="book-chart" id="{chart_id}">'
+        f'<div class="book-chart mathjax_ignore tex2jax_ignore" id="{chart_id}">'
         f'<div class="book-chart-static">{svg}</div>'
-        f'<script type="application/json" class="book-chart-spec">{payload}</script>'
+        f'<script type="application/json" class="book-chart-spec">{script_json(spec)}</script>'
         "</div>"
     )
 
@@ -455,13 +489,16 @@ def neighbour_explorer(
     )
     blocks = [chosen]
     for model in neighbours["model"].unique():
+        # Expressions get the model's name as a quoted literal (vega_string), never raw.
         rows = alt.Chart(neighbours).transform_filter(
-            (alt.datum.query == query) & (alt.datum.model == model)
+            f"datum.query === query && datum.model === {vega_string(model)}"
         )
         k = int(neighbours["rank"].max())
         summary = (
             rows.transform_aggregate(same="sum(same)")
-            .transform_calculate(line=f"'{model}: ' + datum.same + ' of {k} share its subject'")
+            .transform_calculate(
+                line=f"{vega_string(f'{model}: ')} + datum.same + ' of {k} share its subject'"
+            )
             .mark_text(align="left", baseline="top", x=0, y=0, fontSize=12, fontWeight="bold")
             .encode(text="line:N")
             .properties(width=width, height=16, view=NO_FRAME)

@@ -11,7 +11,11 @@ Names understood by :func:`resolve_model_path`:
 
 Whatever the source, the encoder is built the same way: transformer, then a pooling layer
 (``mean`` or ``cls``), then unit-length normalisation when asked. Weights load from
-safetensors and remote code is never trusted.
+safetensors, and no code from a model folder ever runs: :func:`refuse_remote_code` rejects
+a folder that asks for its own code (an ``auto_map``, a custom sentence-transformers
+module) before transformers reads it, and every loader gets ``trust_remote_code=False``.
+A folder that transformers cannot load (a broken ``config.json``, damaged weights) is
+reported in one line.
 
 :meth:`Encoder.encode` computes in the encoder's ``precision`` (``encoding.precision``):
 
@@ -25,7 +29,10 @@ safetensors and remote code is never trusted.
   twice as fast, but lossy: cosines to fp32 around 0.97.
 
 The precision is part of :attr:`Encoder.identity` (so of every cache key) unless it is
-``fp32``, which keeps the keys of existing caches and models.
+``fp32``, which keeps the keys of existing models. Cache keys
+(:attr:`Encoder.cache_identity`) also hold the fingerprint of every file besides the
+weights that changes the vectors (configuration, tokenizer, sentence-transformers
+modules: :func:`model_files_fingerprint`).
 
 Example
 -------
@@ -37,7 +44,9 @@ Example
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import re
 import socket
 import warnings
 from collections.abc import Callable
@@ -49,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .names import PRECISIONS, Pooling, Precision
-from .storage import file_fingerprint
+from .storage import file_fingerprint, is_regular_file
 
 if TYPE_CHECKING:
     import torch
@@ -64,6 +73,133 @@ HUB_HOST = ("huggingface.co", 443)
 
 class ModelUnavailableError(RuntimeError):
     """A model that cannot be loaded here, with what to do about it."""
+
+
+class UntrustedModelError(ModelUnavailableError):
+    """A model folder that would make transformers run Python code shipped with it."""
+
+
+# --- what a model folder may hold --------------------------------------------------------------------
+
+#: Sub-folders of sentence-transformers modules (``1_Pooling``, ``2_Dense``...).
+MODULE_FOLDER = re.compile(r"\d+_.+")
+#: The sentence-transformers file that lists a model's modules, and the package its classes
+#: must come from (anything else is code the model brings along).
+MODULES_FILE = "modules.json"
+MODULE_PACKAGE = "sentence_transformers."
+#: PEFT adapters name another model to load; the book does not follow them.
+ADAPTER_FILE = "adapter_config.json"
+
+
+def _module_folders(folder: Path) -> list[Path]:
+    """Sub-folders holding sentence-transformers modules (by name, or listed in ``modules.json``)."""
+    found = {p for p in folder.iterdir() if p.is_dir() and MODULE_FOLDER.fullmatch(p.name)}
+    for entry in _modules_list(folder):
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"]:
+            sub = (folder / entry["path"]).resolve()
+            if sub.is_dir() and sub.is_relative_to(folder.resolve()):
+                found.add(sub)
+    return sorted(found)
+
+
+def _read_json(path: Path) -> object:
+    """The JSON value in ``path``, or ``None`` when it is not a regular file of valid JSON.
+
+    What transformers cannot parse cannot carry an ``auto_map`` it would follow.
+    """
+    if not is_regular_file(path):
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _modules_list(folder: Path) -> list:
+    modules = _read_json(folder / MODULES_FILE)
+    return modules if isinstance(modules, list) else []
+
+
+def _find_auto_map(value: object) -> object | None:
+    """The first ``auto_map`` value anywhere in a parsed JSON document (iteratively: no recursion limit)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "auto_map" in item:
+                return item["auto_map"]
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _describe_entry(auto_map: object) -> str:
+    """``AutoConfig -> evil.Config, ...``: what an ``auto_map`` would import, in one short line."""
+    if isinstance(auto_map, dict):
+        text = ", ".join(f"{key} -> {value}" for key, value in auto_map.items())
+    else:
+        text = str(auto_map)
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _check_config_json(folder: Path) -> None:
+    config = folder / "config.json"
+    if not is_regular_file(config):
+        raise ModelUnavailableError(f"{config}: not a regular file; a model folder needs one")
+    try:
+        value = json.loads(config.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelUnavailableError(
+            f"{config}: not valid JSON ({reason}); restore the model's configuration file"
+        ) from None
+    if not isinstance(value, dict):
+        raise ModelUnavailableError(
+            f"{config}: holds a {type(value).__name__}, not a JSON object; restore the model's "
+            "configuration file"
+        )
+
+
+def refuse_remote_code(folder: Path) -> None:
+    """Raise :class:`UntrustedModelError` when loading ``folder`` could run code shipped with it.
+
+    Checked before transformers sees the folder, so it never prompts and never imports:
+
+    * an ``auto_map`` in any JSON file of the folder or of its module folders (transformers
+      would import the classes it names from ``.py`` files of the model);
+    * a ``modules.json`` naming a module class outside sentence-transformers;
+    * a PEFT ``adapter_config.json`` (it names another model to load).
+
+    A ``config.json`` that is missing, not a regular file or not a JSON object raises
+    :class:`ModelUnavailableError`.
+    """
+    folder = Path(folder)
+    _check_config_json(folder)
+    if (folder / ADAPTER_FILE).exists():
+        raise UntrustedModelError(
+            f"{folder}: holds a PEFT adapter ({ADAPTER_FILE}), which loads another model named "
+            "inside it; merge the adapter into the model and save that instead"
+        )
+    for sub in [folder, *_module_folders(folder)]:
+        for path in sorted(sub.glob("*.json")):
+            auto_map = _find_auto_map(_read_json(path))
+            if auto_map is not None:
+                raise UntrustedModelError(
+                    f"{folder}: refused, {path.relative_to(folder)} has an auto_map "
+                    f"({_describe_entry(auto_map)}), which would run Python code shipped with "
+                    "the model; the book never runs a model's own code. Use a model whose "
+                    "architecture transformers implements (BERT, for example)"
+                )
+    for entry in _modules_list(folder):
+        kind = entry.get("type") if isinstance(entry, dict) else entry
+        if not (isinstance(kind, str) and kind.startswith(MODULE_PACKAGE)):
+            raise UntrustedModelError(
+                f"{folder}: refused, {MODULES_FILE} names the module class {str(kind)[:200]!r}, "
+                f"which is not part of sentence-transformers (it would run code shipped with "
+                "the model)"
+            )
 
 
 def packaged_model_path(name: str) -> Path:
@@ -155,14 +291,39 @@ def resolve_model_path(name: str) -> Path:
         )
     local = Path(name).expanduser()
     if local.exists():
-        if not local.is_dir() or not (local / "config.json").is_file():
+        if not local.is_dir() or not (local / "config.json").exists():
             raise ModelUnavailableError(
                 f"{local}: not a model folder (expected a config.json and weights inside)"
             )
+        refuse_remote_code(local)
         return local.resolve()
     if name.count("/") > 1 or name.startswith((".", "/", "~")):
         raise ModelUnavailableError(f"{name}: no such model folder")
-    return _hub_path(name)
+    check_hub_id(name)
+    folder = _hub_path(name)
+    refuse_remote_code(folder)
+    return folder
+
+
+def check_hub_id(name: str) -> None:
+    """Raise :class:`ModelUnavailableError` unless ``name`` is a well-formed hub id.
+
+    >>> check_hub_id("BAAI/bge-base-en-v1.5")
+    >>> check_hub_id("not a/valid id!!")
+    Traceback (most recent call last):
+    ...
+    helpers.encoders.ModelUnavailableError: 'not a/valid id!!' is neither a model folder here nor a valid Hugging Face hub id (a hub id is 'name' or 'owner/name': letters, digits, '-', '_' and '.', at most 96 characters); check the spelling, or give the path of a folder
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ModelUnavailableError(
+            f"{name!r} is neither a model folder here nor a valid Hugging Face hub id (a hub id "
+            "is 'name' or 'owner/name': letters, digits, '-', '_' and '.', at most 96 "
+            "characters); check the spelling, or give the path of a folder"
+        ) from None
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -173,14 +334,57 @@ def weights_fingerprint(folder: Path) -> str:
             f"{folder}: no .safetensors weights. The book loads weights only from safetensors; "
             "convert the checkpoint or pick a model that ships them."
         )
-    return "+".join(
-        _fingerprint_cached(str(f), f.stat().st_size, f.stat().st_mtime_ns)[:16] for f in files
-    )
+    return "+".join(_file_hash(f)[:16] for f in files)
 
 
 @cache
 def _fingerprint_cached(path: str, size: int, mtime: int) -> str:
     return file_fingerprint(Path(path))
+
+
+def _file_hash(path: Path) -> str:
+    """A file's SHA-256, computed once per file state (path, size, modification time)."""
+    info = path.stat()
+    return _fingerprint_cached(str(path), info.st_size, info.st_mtime_ns)
+
+
+#: Files of a model folder that never change its vectors: the weights (fingerprinted on
+#: their own), weight formats the book does not load, documentation, and the book's
+#: bookkeeping (a model's completion marker and training log).
+NOT_MODEL_FILES = re.compile(
+    r"(.*\.(safetensors|bin|pt|pth|ckpt|h5|msgpack|onnx|ot|gguf|md|lock)"
+    r"|LICENSE.*|COMPLETE\.json|training_log\.json|\..*)",
+    re.IGNORECASE,
+)
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The files besides the weights that shape a model's vectors, sorted.
+
+    Every regular file at the top of ``folder`` (configuration, tokenizer, vocabulary,
+    ``modules.json``, ``sentence_bert_config.json``...) but those matching
+    :data:`NOT_MODEL_FILES`, and every file of its sentence-transformers module folders
+    (``1_Pooling/config.json``...).
+    """
+    folder = Path(folder)
+    top = [p for p in folder.iterdir() if not NOT_MODEL_FILES.fullmatch(p.name)]
+    inner = [p for sub in _module_folders(folder) for p in sub.rglob("*")]
+    return sorted(p for p in top + inner if is_regular_file(p))
+
+
+def model_files_fingerprint(folder: Path) -> str:
+    """Identity of everything but the weights that changes a model's vectors (:func:`model_files`).
+
+    A hash over each file's path in the folder and SHA-256; each file's hash is cached
+    per file state, as the weights' is.
+    """
+    import hashlib
+
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in model_files(folder):
+        h.update(f"{path.relative_to(folder).as_posix()}\0{_file_hash(path)}\n".encode())
+    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -198,12 +402,13 @@ class Encoder:
     max_length: int = 256
     fingerprint: str = ""
     precision: Precision = "fp32"
+    files: str = ""  # model_files_fingerprint: configuration, tokenizer and module files
     _model: SentenceTransformer | None = field(default=None, repr=False)
     _fast: FastTransformer | None = field(default=None, repr=False)
 
     @property
     def identity(self) -> dict:
-        """Everything that changes the vectors this encoder produces (for cache keys)."""
+        """Weights, pooling, normalisation, length and precision: the key of models trained from it."""
         identity = {
             "weights": self.fingerprint,
             "pooling": self.pooling,
@@ -213,6 +418,16 @@ class Encoder:
         if self.precision != "fp32":  # fp32 keeps the keys caches and models always had
             identity["precision"] = self.precision
         return identity
+
+    @property
+    def cache_identity(self) -> dict:
+        """Everything that changes the vectors this encoder produces (for cache keys).
+
+        :attr:`identity` and the fingerprint of the model's other files (configuration,
+        tokenizer, modules). Kept apart from :attr:`identity` so that the folders of models
+        trained before it existed keep their keys.
+        """
+        return {**self.identity, "files": self.files}
 
     @property
     def model(self) -> SentenceTransformer:
@@ -368,23 +583,48 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+#: Passed to every transformers loader (configuration, tokenizer, model), so none can
+#: import code from a model folder, nor ask whether to.
+NO_REMOTE_CODE = {"trust_remote_code": False}
+
+
 def build_sentence_transformer(
     path: Path, pooling: str, normalize: bool, max_length: int
 ) -> SentenceTransformer:
-    """Transformer + Pooling (+ Normalize) from a local folder; safetensors only, no remote code."""
+    """Transformer + Pooling (+ Normalize) from a local folder; safetensors only, no remote code.
+
+    Raises :class:`UntrustedModelError` for a folder that asks for its own code, and
+    :class:`ModelUnavailableError` for one that transformers cannot load.
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
+    refuse_remote_code(path)
     quiet_transformers()
-    transformer = Transformer(
-        str(path),
-        model_kwargs={"use_safetensors": True, "trust_remote_code": False},
-        max_seq_length=max_length,
-    )
+    try:
+        transformer = Transformer(
+            str(path),
+            model_kwargs={"use_safetensors": True, **NO_REMOTE_CODE},
+            config_kwargs=dict(NO_REMOTE_CODE),
+            processor_kwargs=dict(NO_REMOTE_CODE),
+            max_seq_length=max_length,
+        )
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types for one broken folder
+        raise ModelUnavailableError(
+            f"{path}: transformers cannot load this model folder ({load_failure(exc)}); check "
+            "its config.json, tokenizer files and model.safetensors, or download it again"
+        ) from exc
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
     if normalize:
         modules.append(Normalize())
     return SentenceTransformer(modules=modules, device="cpu")
+
+
+def load_failure(exc: BaseException) -> str:
+    """``Type: first line of the message`` of a loader's exception, short enough for one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def load_encoder(
@@ -405,6 +645,7 @@ def load_encoder(
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     folder = Path(path) if path is not None else resolve_model_path(name)
+    refuse_remote_code(folder)
     return Encoder(
         name=name,
         path=folder,
@@ -413,6 +654,7 @@ def load_encoder(
         max_length=max_length,
         fingerprint=weights_fingerprint(folder),
         precision=precision,
+        files=model_files_fingerprint(folder),
     )
 
 
@@ -426,6 +668,10 @@ def availability(name: str) -> str:
     local = Path(name).expanduser()
     if local.exists():
         return f"offline: local folder {local}"
+    try:
+        check_hub_id(name)
+    except ModelUnavailableError as exc:
+        return f"INVALID: {exc}"
     try:
         _cached_hub_path(name)
         return "offline: in the Hugging Face cache"

@@ -19,6 +19,7 @@ Example
 from __future__ import annotations
 
 import json
+import re
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -131,12 +132,40 @@ def vega_string(text: str) -> str:
     return json.dumps(str(text))
 
 
+# Characters XML 1.0 forbids (C0 controls but tab and line breaks, U+FFFE/U+FFFF, lone
+# surrogates): in a chart's text they abort vl-convert's renderer, and the whole process
+# with it. A control character becomes its visible picture (ESC -> U+241B), the rest U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _shown(match: re.Match) -> str:
+    code = ord(match.group())
+    return chr(0x2400 + code) if code < 0x20 else "\ufffd"
+
+
+def drawable(value):
+    """``value`` (a spec, or any JSON value) with every string made safe to draw as SVG text.
+
+    >>> drawable({"subject": "\x1b[31mred"})
+    {'subject': '␛[31mred'}
+    """
+    if isinstance(value, str):
+        return _NOT_XML.sub(_shown, value)
+    if isinstance(value, dict):
+        return {drawable(k): drawable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [drawable(v) for v in value]
+    return value
+
+
 def chart_html(spec: dict) -> str:
     """HTML for one chart: static SVG fallback plus the inline spec for the interactive upgrade.
 
     Whatever the chart's texts hold, the HTML has exactly one ``<script>`` (the spec, see
-    :func:`script_json`), and MathJax leaves the chart alone (``mathjax_ignore``).
+    :func:`script_json`), and MathJax leaves the chart alone (``mathjax_ignore``). Texts
+    are first made drawable (:func:`drawable`), so both pictures show the same text.
     """
+    spec = drawable(spec)
     svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
     chart_id = f"book-chart-{uuid.uuid4().hex[:10]}"
     return (

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -143,19 +144,57 @@ def _shown(match: re.Match) -> str:
     return chr(0x2400 + code) if code < 0x20 else "\ufffd"
 
 
+def _map_strings(value, change):
+    """``value`` (any JSON value) with ``change`` applied to every string in it, keys too."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {_map_strings(k, change): _map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_map_strings(v, change) for v in value]
+    return value
+
+
 def drawable(value):
     """``value`` (a spec, or any JSON value) with every string made safe to draw as SVG text.
 
     >>> drawable({"subject": "\x1b[31mred"})
     {'subject': '␛[31mred'}
     """
-    if isinstance(value, str):
-        return _NOT_XML.sub(_shown, value)
-    if isinstance(value, dict):
-        return {drawable(k): drawable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [drawable(v) for v in value]
-    return value
+    return _map_strings(value, lambda text: _NOT_XML.sub(_shown, text))
+
+
+_BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _bmp_form(match: re.Match) -> str:
+    """A character beyond U+FFFF as its compatibility form (math italic x -> x) or U+FFFD."""
+    form = unicodedata.normalize("NFKC", match.group())
+    return form if not _BEYOND_BMP.search(form) else "\ufffd"
+
+
+def within_bmp(value):
+    """``value`` with characters beyond U+FFFF replaced (see :func:`_bmp_form`).
+
+    Vega shortens a text to its mark's ``limit`` by UTF-16 code units; cut inside such a
+    character, the text no longer reaches vl-convert's renderer. Only the static picture of
+    such a chart is drawn from this.
+
+    >>> within_bmp(["\U0001d465 = 2 \U0001f600"])
+    ['x = 2 \ufffd']
+    """
+    return _map_strings(value, lambda text: _BEYOND_BMP.sub(_bmp_form, text))
+
+
+def static_svg(spec: dict) -> str:
+    """The chart's static SVG (vl-convert); characters beyond U+FFFF simplified if they break it."""
+    try:
+        return vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+    except ValueError:
+        simpler = within_bmp(spec)
+        if simpler == spec:
+            raise
+        return vlc.vegalite_to_svg(simpler, vl_version=VL_VERSION)
 
 
 def chart_html(spec: dict) -> str:
@@ -166,7 +205,7 @@ def chart_html(spec: dict) -> str:
     are first made drawable (:func:`drawable`), so both pictures show the same text.
     """
     spec = drawable(spec)
-    svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+    svg = static_svg(spec)
     chart_id = f"book-chart-{uuid.uuid4().hex[:10]}"
     return (
         f'<div class="book-chart mathjax_ignore tex2jax_ignore" id="{chart_id}">'

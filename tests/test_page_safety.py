@@ -241,6 +241,24 @@ def test_drawable_keeps_every_character_visible():
     assert shown[0x1B] == "\u241b" and shown[0] == "\u2400"
 
 
+def test_long_texts_beyond_the_bmp_keep_their_picture():
+    """Vega cuts long lines (a mark's limit) by UTF-16 units, once splitting 𝑥 and failing the build."""
+    word = "\U0001d465" * 7  # mathematical italic x, as in OpenStax formulas
+    neighbours = pd.DataFrame(
+        [
+            {"query": 0, "model": "m", "rank": rank, "subject": "physics", "cosine": 0.5}
+            | {"same": 1, "text": "a" * rank + " " + " ".join([word] * 19)}
+            for rank in range(1, 9)
+        ]
+    )
+    queries = pd.DataFrame({"query": [0], "subject": ["physics"], "text": [word]})
+    charts.setup_altair([])
+    spec = charts.neighbour_explorer(queries, neighbours, default=0).to_dict()
+    page = Markup(charts.chart_html(spec))
+    assert json.loads(page.scripts[0]) == spec  # the live chart keeps the characters
+    assert "<svg" in charts.chart_html(spec)
+
+
 def test_charts_are_left_alone_by_mathjax():
     spec = hostile_spec("metric bars")
     page = Markup(charts.chart_html(spec))

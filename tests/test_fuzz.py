@@ -13,6 +13,18 @@ message), never a traceback, within a time and memory bound. Hypothesis generate
 ``models`` is always left out or kept to the packaged defaults: ``check`` only describes
 model roles and must never train. Every path a config names stays in a temporary folder.
 
+Two more families go past ``check``:
+
+* hostile page content: chunk texts, subjects and model labels built from HTML, script,
+  comment, Vega-expression, MathJax and control-character fragments (and any other text)
+  go through the book's chart builders and tables; the chart HTML must keep exactly one
+  inert JSON script that reads back to the spec, with no markup of the strings parsed;
+* damaged caches: a cache file or shard truncated, garbage, empty, re-saved with other
+  rows, replaced by a folder or a FIFO; the cache folder or a shard folder replaced by a
+  file; a cache folder that cannot be written. ``metrics`` and ``embed`` (on a tiny model)
+  must end with exit 0 (recomputed) or 2 (one line naming the path), never hang or print a
+  traceback, and work again once the damage is removed.
+
 Most examples run ``helpers.cli.main`` in this process (fast), under a soft address-space
 ceiling of the current size + 2 GB; a few run the real command in a subprocess limited to
 3 GB of address space, measuring its peak memory.
@@ -21,7 +33,9 @@ The normal test run uses a short budget (under a minute). For a longer run by ha
 
     FUZZ_EXAMPLES=5000 .venv/bin/pytest tests/test_fuzz.py -x -q -p no:cacheprovider
 
-(``FUZZ_EXAMPLES`` sets the examples per test; ``FUZZ_SEED`` fixes Hypothesis' seed.)
+(``FUZZ_EXAMPLES`` sets the examples per test; ``FUZZ_SEED`` fixes Hypothesis' seed. Add
+``-k "hostile or damaged"`` for the page-content and cache families only, and
+``--hypothesis-show-statistics`` for the count of cases and what they ended in.)
 """
 
 from __future__ import annotations
@@ -1036,13 +1050,17 @@ def _cache_targets(config: Path, model: Path, shard_size: int) -> dict[str, Path
     return {"cache": cfg.cache_dir, "final": final, "shard": shard}
 
 
+class Hung(Exception):
+    """A command that ran out of time (not an OSError, which a reader could take for a bad file)."""
+
+
 def _run_cli(config: Path, args: list[str]) -> tuple[int, str]:
     import signal
 
     from helpers.cli import main as cli_main
 
     def alarm(signum, frame):
-        raise TimeoutError("the command hung")
+        raise Hung("the command hung")
 
     err = io.StringIO()
     previous = signal.signal(signal.SIGALRM, alarm)

@@ -118,7 +118,7 @@ def load_cached(
         check_stamp(path, arrays, stamp)
         return vectors
 
-    return load_verified(path, check, "ignoring unusable embedding cache and recomputing: %s")
+    return load_verified(path, check, "ignoring corrupt embedding cache and recomputing: %s")
 
 
 def cached(

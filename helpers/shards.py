@@ -134,7 +134,7 @@ def _load_shard(path: Path, encoder: Encoder, texts: list[str]) -> np.ndarray | 
         check_stamp(path, arrays, cache_stamp(SHARD_KIND, encoder, texts))
         return vectors
 
-    return load_verified(path, check, "recomputing an unusable embedding shard: %s")
+    return load_verified(path, check, "recomputing a corrupt embedding shard: %s")
 
 
 def _check_shard_folder(folder: Path) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .config import Config
 from .embeddings import embed, layer_embeddings, token_layer_embeddings
-from .encoders import NO_REMOTE_CODE, Encoder, refuse_remote_code
+from .encoders import NO_REMOTE_CODE, Encoder, check_model_folder
 from .geometry import (
     geometry_report,
     isoscore,
@@ -300,7 +300,7 @@ def token_frequency_geometry(model_dir, texts: list[str], bins=(0, 1, 10, 100)) 
 
     model_dir = Path(model_dir)
     for folder in (model_dir, model_dir / INITIAL):
-        refuse_remote_code(folder)
+        check_model_folder(folder)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, **NO_REMOTE_CODE)
     ids = [t for seq in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for t in seq]
     counts = np.bincount(ids, minlength=len(tokenizer))

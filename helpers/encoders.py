@@ -11,7 +11,7 @@ Names understood by :func:`resolve_model_path`:
 
 Whatever the source, the encoder is built the same way: transformer, then a pooling layer
 (``mean`` or ``cls``), then unit-length normalisation when asked. Weights load from
-safetensors, and no code from a model folder ever runs: :func:`refuse_remote_code` rejects
+safetensors, and no code from a model folder ever runs: :func:`check_model_folder` rejects
 a folder that asks for its own code (an ``auto_map``, a custom sentence-transformers
 module) before transformers reads it, and every loader gets ``trust_remote_code=False``.
 A folder that transformers cannot load (a broken ``config.json``, damaged weights) is
@@ -162,6 +162,29 @@ def _check_config_json(folder: Path) -> None:
         )
 
 
+def _refuse_special_files(folder: Path) -> None:
+    """A FIFO, socket, device or broken link in a model folder would hang or fail a loader."""
+    for sub in [folder, *_module_folders(folder)]:
+        for path in sorted(sub.iterdir()):
+            if not (path.is_dir() or is_regular_file(path)):
+                raise ModelUnavailableError(
+                    f"{path}: not a regular file (a FIFO, socket, device or broken link); a "
+                    "model folder holds only files and folders"
+                )
+
+
+def check_model_folder(folder: Path) -> None:
+    """Everything checked before transformers reads ``folder``: a ``config.json`` that is a
+    JSON object, plain files only, and no code of its own (:func:`refuse_remote_code`).
+
+    Raises :class:`ModelUnavailableError` (:class:`UntrustedModelError` for code).
+    """
+    folder = Path(folder)
+    _check_config_json(folder)
+    _refuse_special_files(folder)
+    refuse_remote_code(folder)
+
+
 def refuse_remote_code(folder: Path) -> None:
     """Raise :class:`UntrustedModelError` when loading ``folder`` could run code shipped with it.
 
@@ -172,11 +195,8 @@ def refuse_remote_code(folder: Path) -> None:
     * a ``modules.json`` naming a module class outside sentence-transformers;
     * a PEFT ``adapter_config.json`` (it names another model to load).
 
-    A ``config.json`` that is missing, not a regular file or not a JSON object raises
-    :class:`ModelUnavailableError`.
     """
     folder = Path(folder)
-    _check_config_json(folder)
     if (folder / ADAPTER_FILE).exists():
         raise UntrustedModelError(
             f"{folder}: holds a PEFT adapter ({ADAPTER_FILE}), which loads another model named "
@@ -295,13 +315,13 @@ def resolve_model_path(name: str) -> Path:
             raise ModelUnavailableError(
                 f"{local}: not a model folder (expected a config.json and weights inside)"
             )
-        refuse_remote_code(local)
+        check_model_folder(local)
         return local.resolve()
     if name.count("/") > 1 or name.startswith((".", "/", "~")):
         raise ModelUnavailableError(f"{name}: no such model folder")
     check_hub_id(name)
     folder = _hub_path(name)
-    refuse_remote_code(folder)
+    check_model_folder(folder)
     return folder
 
 
@@ -599,7 +619,7 @@ def build_sentence_transformer(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-    refuse_remote_code(path)
+    check_model_folder(path)
     quiet_transformers()
     try:
         transformer = Transformer(
@@ -645,7 +665,7 @@ def load_encoder(
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     folder = Path(path) if path is not None else resolve_model_path(name)
-    refuse_remote_code(folder)
+    check_model_folder(folder)
     return Encoder(
         name=name,
         path=folder,

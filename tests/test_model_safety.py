@@ -8,8 +8,8 @@
   is refused the same way.
 * Even past that check, every loader gets ``trust_remote_code=False``: transformers then
   refuses on its own, without asking.
-* A bad ``config.json``, garbage weights or an invalid hub id end ``metrics`` with exit
-  code 2 and one line.
+* A bad ``config.json``, garbage weights, a FIFO for weights or an invalid hub id end
+  ``metrics`` with exit code 2 and one line (never a hang).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, write_config
+from test_cache_safety import deadline
 from tinymodel import edit_json, remote_code_model, tiny_model
 
 import helpers.encoders as encoders
@@ -155,6 +156,7 @@ def test_loaders_refuse_remote_code_even_past_the_check(tiny, tmp_path, monkeypa
         ("config-not-json", ("config.json", "not valid JSON")),
         ("config-bad-values", ("cannot load this model folder", "hidden size")),
         ("garbage-weights", ("cannot load this model folder", "SafetensorError")),
+        ("weights-are-a-fifo", ("model.safetensors", "not a regular file")),
     ],
 )
 def test_broken_model_folder_is_one_line(tiny, config, tmp_path, damage, fragments):
@@ -163,9 +165,13 @@ def test_broken_model_folder_is_one_line(tiny, config, tmp_path, damage, fragmen
         (folder / "config.json").write_text('{"model_type": "bert", "hidden_size": ')
     elif damage == "config-bad-values":
         edit_json(folder / "config.json", hidden_size=17)  # not a multiple of the 2 heads
-    else:
+    elif damage == "garbage-weights":
         (folder / "model.safetensors").write_bytes(os.urandom(4096))
-    code, stderr = in_process(config, "metrics", "--model", str(folder))
+    else:
+        (folder / "model.safetensors").unlink()
+        os.mkfifo(folder / "model.safetensors")  # reading it would wait for a writer forever
+    with deadline(30):
+        code, stderr = in_process(config, "metrics", "--model", str(folder))
     assert code == 2, stderr[-3000:]
     assert_one_line_error(stderr, str(folder), *fragments)
 

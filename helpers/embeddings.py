@@ -82,11 +82,6 @@ def check_stamp(path: Path, arrays: dict, stamp: dict[str, np.ndarray]) -> None:
             raise CorruptCacheError(f"{path}: holds the vectors of other {what}")
 
 
-def cache_folder(cache_dir: str | Path) -> Path:
-    """``cache_dir``, created and checked writable before any encoding (see :func:`helpers.storage.writable_folder`)."""
-    return writable_folder(Path(cache_dir))
-
-
 def load_verified(path: Path, check, warning: str) -> np.ndarray | None:
     """``check(arrays)`` of a cache file; ``None`` if it is absent, or unsound (then deleted).
 
@@ -129,12 +124,20 @@ def cached(
     axis: int,
     rows: int,
 ) -> tuple[Path | None, dict[str, np.ndarray], np.ndarray | None]:
-    """Where vectors of ``kind`` are cached, their stamp, and the cached vectors if sound."""
+    """Where vectors of ``kind`` are cached, their stamp, and the cached vectors if sound.
+
+    On a miss the cache folder must be writable (:func:`helpers.storage.writable_folder`),
+    checked before any encoding whose result could not be saved; a read-only cache that
+    holds the answer is still read.
+    """
     stamp = cache_stamp(kind, encoder, texts)
     if not cache_dir:
         return None, stamp, None
-    path = cache_path(cache_folder(cache_dir), kind, encoder, texts)
-    return path, stamp, load_cached(path, rows, axis, stamp)
+    path = cache_path(Path(cache_dir), kind, encoder, texts)
+    hit = load_cached(path, rows, axis, stamp)
+    if hit is None:
+        writable_folder(path.parent)
+    return path, stamp, hit
 
 
 def count_truncated(encoder: Encoder, texts: Sequence[str]) -> int:

@@ -30,7 +30,6 @@ import torch
 from tqdm import tqdm
 
 from .embeddings import (
-    cache_folder,
     cache_path,
     cache_stamp,
     check_stamp,
@@ -40,7 +39,7 @@ from .embeddings import (
 )
 from .encoders import Encoder
 from .names import DEFAULT_SHARD_SIZE
-from .storage import CacheError, CorruptCacheError, save_arrays
+from .storage import CacheError, CorruptCacheError, save_arrays, writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +159,13 @@ def plan_shards(
     texts = list(texts)
     if not texts:
         raise ValueError("no texts to embed: the split is empty")
-    final = cache_path(cache_folder(cache_dir), SHARD_KIND, encoder, texts)
+    final = cache_path(Path(cache_dir), SHARD_KIND, encoder, texts)
     job = ShardedTexts(encoder, texts, final, shard_bounds(len(texts), shard_size))
     job.cached = load_cached(final, len(texts), axis=0, stamp=job.stamp())
     if job.cached is not None:
         shutil.rmtree(job.folder, ignore_errors=True)  # killed after the final save
         return job
+    writable_folder(final.parent)  # before any encoding whose result could not be saved
     _check_shard_folder(job.folder)
     for i in range(len(job.bounds)):
         vectors = _load_shard(job.shard_path(i), encoder, job.shard_texts(i))

@@ -244,6 +244,14 @@ def test_unwritable_cache_folder_is_named_before_any_work(tiny, tmp_path, monkey
     assert "Permission denied" in stderr
 
 
+def test_a_read_only_cache_holding_every_answer_is_still_read(tiny, tmp_path, monkeypatch):
+    config = write_config(tmp_path)
+    assert run(config, "metrics", "--model", str(tiny))[0] == 0
+    refuse_writes_in(load_config(config).cache_dir, monkeypatch)
+    code, stderr = run(config, "metrics", "--model", str(tiny))
+    assert code == 0, stderr[-3000:]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_cache_folder_for_a_normal_user(tiny, tmp_path):
     config = write_config(tmp_path)

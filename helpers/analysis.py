@@ -20,7 +20,7 @@ import pandas as pd
 
 from .config import Config
 from .embeddings import embed, layer_embeddings, token_layer_embeddings
-from .encoders import NO_REMOTE_CODE, Encoder, check_model_folder
+from .encoders import Encoder
 from .geometry import (
     geometry_report,
     isoscore,
@@ -31,6 +31,7 @@ from .geometry import (
     unit_rows,
 )
 from .intervals import bootstrap_mean
+from .model_folders import NO_REMOTE_CODE, check_model_folder
 from .models import role_encoder
 from .names import DEFAULT_SHARD_SIZE
 from .shards import encode_shards, plan_shards, shard_encoder, shard_progress

@@ -33,7 +33,8 @@ from helpers.cli import main
 from helpers.config import load_config
 from helpers.corpus import corpus_splits
 from helpers.embeddings import cache_path, embed
-from helpers.encoders import load_encoder, model_files_fingerprint
+from helpers.encoders import load_encoder
+from helpers.model_folders import model_files_fingerprint
 from helpers.shards import encode_shards, plan_shards
 from helpers.storage import CacheError, load_arrays, save_arrays
 

@@ -28,14 +28,10 @@ from conftest import REPO_ROOT, write_config
 from test_cache_safety import deadline
 from tinymodel import edit_json, remote_code_model, tiny_model
 
-import helpers.encoders as encoders
+import helpers.model_folders as model_folders
 from helpers.cli import main
-from helpers.encoders import (
-    ModelUnavailableError,
-    UntrustedModelError,
-    build_sentence_transformer,
-    load_encoder,
-)
+from helpers.encoders import build_sentence_transformer, load_encoder
+from helpers.model_folders import ModelUnavailableError, UntrustedModelError
 
 ENTRY = "AutoConfig -> evil.EvilConfig"
 
@@ -143,7 +139,7 @@ def test_loaders_refuse_remote_code_even_past_the_check(tiny, tmp_path, monkeypa
     """With the folder check switched off, transformers itself refuses: trust_remote_code=False."""
     marker = tmp_path / "MARKER"
     evil = remote_code_model(tiny, tmp_path / "evil", marker)
-    monkeypatch.setattr(encoders, "refuse_remote_code", lambda folder: None)
+    monkeypatch.setattr(model_folders, "refuse_remote_code", lambda folder: None)
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))  # an answer, were anything to ask
     with pytest.raises(ModelUnavailableError, match="custom code"):
         build_sentence_transformer(evil, "mean", True, 64)

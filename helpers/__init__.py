@@ -9,6 +9,7 @@ Data flows one way, from the bottom to the top (each module imports only those b
 ``safe_yaml``     read YAML, refusing duplicate keys, deep nesting and alias bombs
 ``config``        load and validate ``config.yaml``
 ``archives``      extract a corpus archive safely (limits, plain files only, scratch folders)
+``model_folders`` what a model folder may hold (no code of its own) and its fingerprints
 ``chunk_files``   read the files of a corpus: chunk files (bytes, text, links, sizes) and tables
 ``corpus``        a corpus's layout, rows and train/test split (once per process)
 ``encoders``      load a sentence encoder from a folder or hub id (never trains)

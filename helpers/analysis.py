@@ -33,6 +33,7 @@ from .geometry import (
     unit_rows,
 )
 from .intervals import bootstrap_mean
+from .model_folders import NO_REMOTE_CODE, check_model_folder
 from .models import role_encoder
 from .names import DEFAULT_SHARD_SIZE
 from .shards import encode_shards, plan_shards, shard_encoder, shard_progress
@@ -344,7 +345,9 @@ def token_frequency_geometry(model_dir, texts: list[str], bins=(0, 1, 10, 100)) 
     from .pretraining import INITIAL
 
     model_dir = Path(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    for folder in (model_dir, model_dir / INITIAL):
+        check_model_folder(folder)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, **NO_REMOTE_CODE)
     ids = [t for seq in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for t in seq]
     counts = np.bincount(ids, minlength=len(tokenizer))
     special = set(tokenizer.all_special_ids)
@@ -355,7 +358,8 @@ def token_frequency_geometry(model_dir, texts: list[str], bins=(0, 1, 10, 100)) 
     ]
     rows = []
     for state, folder in (("trained", model_dir), ("untrained", model_dir / INITIAL)):
-        weights = BertModel.from_pretrained(folder).embeddings.word_embeddings.weight
+        model = BertModel.from_pretrained(folder, use_safetensors=True, **NO_REMOTE_CODE)
+        weights = model.embeddings.word_embeddings.weight
         E = weights.detach().float().numpy()
         for name, lo, hi in zip(names, edges[:-1], edges[1:]):
             group = [i for i in range(len(E)) if lo <= counts[i] < hi and i not in special]

@@ -19,6 +19,8 @@ Example
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -99,16 +101,116 @@ def _book_theme() -> alt.theme.ThemeConfig:
     )
 
 
+# Characters that mean something to an HTML parser inside <script> ("</script", "<!--") or
+# end a line in older JavaScript, as JSON escapes: the parsed value is unchanged.
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def script_json(value) -> str:
+    """``value`` as JSON that is inert inside ``<script type="application/json">``.
+
+    Script content is raw text to HTML, so escaping ``<``, ``>`` and ``&`` (they occur only
+    inside JSON strings) is the one way a chunk's ``</script>`` or ``<!--`` cannot end or
+    swallow the element; ``JSON.parse`` reads the original strings back.
+
+    >>> script_json({"t": "</script><!--"})
+    '{"t":"\\\\u003c/script\\\\u003e\\\\u003c!--"}'
+    """
+    return json.dumps(value, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+
+
+def vega_string(text: str) -> str:
+    """``text`` as a string literal of a Vega expression (quoted and escaped as JSON).
+
+    Labels and data never go into an expression raw: a quote in a model's name would end
+    the literal.
+
+    >>> print(vega_string("it's"))
+    "it's"
+    """
+    return json.dumps(str(text))
+
+
+# Characters XML 1.0 forbids (C0 controls but tab and line breaks, U+FFFE/U+FFFF, lone
+# surrogates): in a chart's text they abort vl-convert's renderer, and the whole process
+# with it. A control character becomes its visible picture (ESC -> U+241B), the rest U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _shown(match: re.Match) -> str:
+    code = ord(match.group())
+    return chr(0x2400 + code) if code < 0x20 else "\ufffd"
+
+
+def _map_strings(value, change):
+    """``value`` (any JSON value) with ``change`` applied to every string in it, keys too."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {_map_strings(k, change): _map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_map_strings(v, change) for v in value]
+    return value
+
+
+def drawable(value):
+    """``value`` (a spec, or any JSON value) with every string made safe to draw as SVG text.
+
+    >>> drawable({"subject": "\x1b[31mred"})
+    {'subject': '␛[31mred'}
+    """
+    return _map_strings(value, lambda text: _NOT_XML.sub(_shown, text))
+
+
+_BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _bmp_form(match: re.Match) -> str:
+    """A character beyond U+FFFF as its compatibility form (math italic x -> x) or U+FFFD."""
+    form = unicodedata.normalize("NFKC", match.group())
+    return form if not _BEYOND_BMP.search(form) else "\ufffd"
+
+
+def within_bmp(value):
+    """``value`` with characters beyond U+FFFF replaced (see :func:`_bmp_form`).
+
+    Vega shortens a text to its mark's ``limit`` by UTF-16 code units; cut inside such a
+    character, the text no longer reaches vl-convert's renderer. Only the static picture of
+    such a chart is drawn from this.
+
+    >>> within_bmp(["\U0001d465 = 2 \U0001f600"])
+    ['x = 2 \ufffd']
+    """
+    return _map_strings(value, lambda text: _BEYOND_BMP.sub(_bmp_form, text))
+
+
+def static_svg(spec: dict) -> str:
+    """The chart's static SVG (vl-convert); characters beyond U+FFFF simplified if they break it."""
+    try:
+        return vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+    except ValueError:
+        simpler = within_bmp(spec)
+        if simpler == spec:
+            raise
+        return vlc.vegalite_to_svg(simpler, vl_version=VL_VERSION)
+
+
 def chart_html(spec: dict) -> str:
-    """HTML for one chart: static SVG fallback plus the inline spec for the interactive upgrade."""
-    svg = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+    """HTML for one chart: static SVG fallback plus the inline spec for the interactive upgrade.
+
+    Whatever the chart's texts hold, the HTML has exactly one ``<script>`` (the spec, see
+    :func:`script_json`), and MathJax leaves the chart alone (``mathjax_ignore``). Texts
+    are first made drawable (:func:`drawable`), so both pictures show the same text.
+    """
+    spec = drawable(spec)
+    svg = static_svg(spec)
     chart_id = f"book-chart-{uuid.uuid4().hex[:10]}"
-    # Script content is not HTML-decoded: keep the JSON as is, only stop "</" from closing the tag.
-    payload = json.dumps(spec, separators=(",", ":")).replace("</", "<\\/")
     return (
-        f'<div class="book-chart" id="{chart_id}">'
+        f'<div class="book-chart mathjax_ignore tex2jax_ignore" id="{chart_id}">'
         f'<div class="book-chart-static">{svg}</div>'
-        f'<script type="application/json" class="book-chart-spec">{payload}</script>'
+        f'<script type="application/json" class="book-chart-spec">{script_json(spec)}</script>'
         "</div>"
     )
 
@@ -455,13 +557,16 @@ def neighbour_explorer(
     )
     blocks = [chosen]
     for model in neighbours["model"].unique():
+        # Expressions get the model's name as a quoted literal (vega_string), never raw.
         rows = alt.Chart(neighbours).transform_filter(
-            (alt.datum.query == query) & (alt.datum.model == model)
+            f"datum.query === query && datum.model === {vega_string(model)}"
         )
         k = int(neighbours["rank"].max())
         summary = (
             rows.transform_aggregate(same="sum(same)")
-            .transform_calculate(line=f"'{model}: ' + datum.same + ' of {k} share its subject'")
+            .transform_calculate(
+                line=f"{vega_string(f'{model}: ')} + datum.same + ' of {k} share its subject'"
+            )
             .mark_text(align="left", baseline="top", x=0, y=0, fontSize=12, fontWeight="bold")
             .encode(text="line:N")
             .properties(width=width, height=16, view=NO_FRAME)

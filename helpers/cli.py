@@ -11,8 +11,9 @@
     python -m helpers train                  # every model the book trains, with progress bars
     python -m helpers claims   [--json] [--run]
 
-Errors in configuration or data end the command with exit code 2 and one clear message;
-``claims`` exits 1 when a claim fails and 3 when ``--run`` could not execute a chapter.
+Errors in configuration, data, model folders or caches end the command with exit code 2
+and one clear message; ``claims`` exits 1 when a claim fails and 3 when ``--run`` could
+not execute a chapter.
 Only ``pretrain``, ``finetune``, ``train`` and ``claims --run`` train; every other command
 loads trained models and says which command trains one that is missing.
 """
@@ -415,10 +416,11 @@ def _run(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     from .corpus import CorpusError
     from .encoders import ModelUnavailableError
+    from .storage import CacheError
 
     try:
         return args.func(args)
-    except (ConfigError, CorpusError, ModelUnavailableError) as exc:
+    except (ConfigError, CorpusError, ModelUnavailableError, CacheError) as exc:
         print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

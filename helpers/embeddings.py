@@ -1,9 +1,14 @@
 """Encode texts into float32 arrays, with a verified on-disk cache.
 
-The cache key is a hash of the texts (in order), the model's weights fingerprint, pooling,
-normalisation and maximum length: change any of them and the vectors are recomputed.
-Files are written atomically and checked on load; a truncated or corrupt file is
-reported, deleted and recomputed, never used.
+The cache key is a hash of the texts (in order) and of the encoder's identity: its weights,
+its other files that change the vectors (configuration, tokenizer, sentence-transformers
+modules), pooling, normalisation and maximum length. Change any of them and the vectors
+are recomputed. Each file also records the hash of its texts and of the encoder
+(:func:`cache_stamp`). Files are written atomically and checked on load; a truncated,
+corrupt or foreign file (other texts, another model) is reported, deleted and recomputed,
+never used. Something that is not a file where a cache file belongs (a folder, a FIFO), or
+a cache folder that cannot be written, stops with a :class:`helpers.storage.CacheError`
+naming it.
 
 A large corpus is embedded in resumable shards by :mod:`helpers.shards`, into the same
 cache files :func:`embed` reads.
@@ -19,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -28,7 +34,14 @@ import numpy as np
 import torch
 
 from .encoders import Encoder
-from .storage import CorruptCacheError, load_arrays, save_arrays, settings_key
+from .storage import (
+    CorruptCacheError,
+    load_arrays,
+    refuse_odd_cache_file,
+    save_arrays,
+    settings_key,
+    writable_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +57,87 @@ def texts_hash(texts: Sequence[str]) -> str:
 
 
 def cache_path(cache_dir: Path, kind: str, encoder: Encoder, texts: Sequence[str]) -> Path:
-    key = settings_key({"kind": kind, "texts": texts_hash(texts), **encoder.identity})
+    key = settings_key({"kind": kind, "texts": texts_hash(texts), **encoder.cache_identity})
     return Path(cache_dir) / f"{kind}-{key}.npz"
 
 
+def cache_stamp(kind: str, encoder: Encoder, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """What a cache file records about its rows: the hash of their texts and of the encoder.
+
+    Saved beside the vectors and compared on load, so a file holding other texts' or
+    another model's vectors is never used, whatever its name.
+    """
+    encoder_key = settings_key({"kind": kind, **encoder.cache_identity})
+    return {"texts_sha256": np.array(texts_hash(texts)), "encoder_key": np.array(encoder_key)}
+
+
+def check_stamp(path: Path, arrays: dict, stamp: dict[str, np.ndarray]) -> None:
+    """Raise :class:`CorruptCacheError` unless ``arrays`` carry ``stamp`` (see :func:`cache_stamp`)."""
+    for name, what in (("texts_sha256", "texts"), ("encoder_key", "encoder")):
+        if name not in arrays:
+            raise CorruptCacheError(
+                f"{path}: does not record its {what} (an older or foreign file)"
+            )
+        if str(arrays[name]) != str(stamp[name]):
+            raise CorruptCacheError(f"{path}: holds the vectors of other {what}")
+
+
 def load_verified(path: Path, check, warning: str) -> np.ndarray | None:
-    """``check(arrays)`` of a cache file; ``None`` if it is absent, or unsound (then deleted)."""
+    """``check(arrays)`` of a cache file; ``None`` if it is absent, or unsound (then deleted).
+
+    Something other than a regular file at ``path`` raises
+    :class:`helpers.storage.CacheError` (it is never opened: a FIFO would block).
+    """
+    refuse_odd_cache_file(path)
     if not path.exists():
         return None
     try:
         return check(load_arrays(path))  # load_arrays verifies the checksum
     except (CorruptCacheError, KeyError) as exc:
         log.warning(warning, exc)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. a read-only folder: saving says so clearly
+            path.unlink(missing_ok=True)
         return None
 
 
-def load_cached(path: Path, n_rows: int, axis: int) -> np.ndarray | None:
-    """The vectors of a cache file holding ``n_rows`` along ``axis``, or ``None`` (see :func:`load_verified`)."""
+def load_cached(
+    path: Path, n_rows: int, axis: int, stamp: dict[str, np.ndarray]
+) -> np.ndarray | None:
+    """The vectors of a cache file holding ``n_rows`` along ``axis`` and carrying ``stamp``
+    (:func:`cache_stamp`), or ``None`` (see :func:`load_verified`)."""
 
     def check(arrays):
         vectors = arrays["vectors"]
         if vectors.shape[axis] != n_rows:
             raise CorruptCacheError(f"{path}: holds {vectors.shape[axis]} rows, expected {n_rows}")
+        check_stamp(path, arrays, stamp)
         return vectors
 
     return load_verified(path, check, "ignoring corrupt embedding cache and recomputing: %s")
+
+
+def cached(
+    cache_dir: str | Path | None,
+    kind: str,
+    encoder: Encoder,
+    texts: Sequence[str],
+    axis: int,
+    rows: int,
+) -> tuple[Path | None, dict[str, np.ndarray], np.ndarray | None]:
+    """Where vectors of ``kind`` are cached, their stamp, and the cached vectors if sound.
+
+    On a miss the cache folder must be writable (:func:`helpers.storage.writable_folder`),
+    checked before any encoding whose result could not be saved; a read-only cache that
+    holds the answer is still read.
+    """
+    stamp = cache_stamp(kind, encoder, texts)
+    if not cache_dir:
+        return None, stamp, None
+    path = cache_path(Path(cache_dir), kind, encoder, texts)
+    hit = load_cached(path, rows, axis, stamp)
+    if hit is None:
+        writable_folder(path.parent)
+    return path, stamp, hit
 
 
 def count_truncated(encoder: Encoder, texts: Sequence[str]) -> int:
@@ -108,15 +176,15 @@ def embed(
     minimal) and restores the input order. With ``cache_dir`` the result is cached.
     """
     texts = list(texts)
-    path = cache_path(Path(cache_dir), "sentences", encoder, texts) if cache_dir else None
-    if path is not None and (hit := load_cached(path, len(texts), axis=0)) is not None:
+    path, stamp, hit = cached(cache_dir, "sentences", encoder, texts, axis=0, rows=len(texts))
+    if hit is not None:
         return hit
     report_truncation(encoder, texts)
     vectors = encoder.encode(texts, batch_size=batch_size, progress=progress).astype(
         np.float32, copy=False
     )
     if path is not None:
-        save_arrays(path, vectors=vectors)
+        save_arrays(path, vectors=vectors, **stamp)
     return vectors
 
 
@@ -134,8 +202,8 @@ def layer_embeddings(
     excluded) and unit-normalised if the encoder normalises.
     """
     texts = list(texts)
-    path = cache_path(Path(cache_dir), "layers", encoder, texts) if cache_dir else None
-    if path is not None and (hit := load_cached(path, len(texts), axis=1)) is not None:
+    path, stamp, hit = cached(cache_dir, "layers", encoder, texts, axis=1, rows=len(texts))
+    if hit is not None:
         return hit
     st = encoder.model
     transformer = st[0].auto_model
@@ -158,7 +226,7 @@ def layer_embeddings(
         result /= np.linalg.norm(result, axis=-1, keepdims=True)
     result = result.astype(np.float32)
     if path is not None:
-        save_arrays(path, vectors=result)
+        save_arrays(path, vectors=result, **stamp)
     return result
 
 
@@ -180,8 +248,8 @@ def token_layer_embeddings(
     """
     texts = list(texts)
     key_texts = [f"tokens:{n_tokens}:{seed}", *texts]
-    path = cache_path(Path(cache_dir), "tokens", encoder, key_texts) if cache_dir else None
-    if path is not None and (hit := load_cached(path, n_tokens, axis=1)) is not None:
+    path, stamp, hit = cached(cache_dir, "tokens", encoder, key_texts, axis=1, rows=n_tokens)
+    if hit is not None:
         return hit
     st = encoder.model
     tok = st.tokenizer
@@ -212,5 +280,5 @@ def token_layer_embeddings(
             result = np.empty((len(hidden), n_tokens, picked.shape[-1]), dtype=np.float32)
         result[:, wanted] = picked
     if path is not None:
-        save_arrays(path, vectors=result)
+        save_arrays(path, vectors=result, **stamp)
     return result

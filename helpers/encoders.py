@@ -15,7 +15,11 @@ Names understood by :func:`resolve_model_path`:
 
 Whatever the source, the encoder is built the same way: transformer, then a pooling layer
 (``mean`` or ``cls``), then unit-length normalisation when asked. Weights load from
-safetensors and remote code is never trusted.
+safetensors, and no code from a model folder ever runs: :func:`check_model_folder` rejects
+a folder that asks for its own code (an ``auto_map``, a custom sentence-transformers
+module) before transformers reads it, and every loader gets ``trust_remote_code=False``.
+A folder that transformers cannot load (a broken ``config.json``, damaged weights) is
+reported in one line.
 
 :meth:`Encoder.encode` computes in the encoder's ``precision`` (``encoding.precision``):
 
@@ -29,7 +33,10 @@ safetensors and remote code is never trusted.
   twice as fast, but lossy: cosines to fp32 around 0.97.
 
 The precision is part of :attr:`Encoder.identity` (so of every cache key) unless it is
-``fp32``, which keeps the keys of existing caches and models.
+``fp32``, which keeps the keys of existing models. Cache keys
+(:attr:`Encoder.cache_identity`) also hold the fingerprint of every file besides the
+weights that changes the vectors (configuration, tokenizer, sentence-transformers
+modules: :func:`model_files_fingerprint`).
 
 Example
 -------
@@ -47,15 +54,22 @@ import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import REPO_ROOT
+from .model_folders import (
+    NO_REMOTE_CODE,
+    ModelUnavailableError,
+    check_model_folder,
+    file_hash,
+    model_files_fingerprint,
+    weights_fingerprint,
+)
 from .names import PACKAGED_MODELS, PRECISIONS, PackagedModel, Pooling, Precision
-from .storage import file_fingerprint, is_complete
+from .storage import is_complete
 
 if TYPE_CHECKING:
     import torch
@@ -66,10 +80,6 @@ log = logging.getLogger(__name__)
 PACKAGED_PREFIX = "packaged:"
 BOOK_PREFIX = "book:"
 HUB_HOST = ("huggingface.co", 443)
-
-
-class ModelUnavailableError(RuntimeError):
-    """A model that cannot be loaded here, with what to do about it."""
 
 
 class WeightsMismatchError(ModelUnavailableError):
@@ -128,7 +138,7 @@ def verify_packaged_files(folder: Path, spec: PackagedModel) -> None:
         path = folder / relative
         if not path.is_file():
             raise ModelUnavailableError(f"{path}: missing from the copy of {spec.upstream}. {fix}")
-        actual = _file_sha256(path)
+        actual = file_hash(path)
         if actual != expected:
             raise WeightsMismatchError(
                 f"{path}: SHA-256 {actual} differs from the published SHA-256 {expected} of "
@@ -211,36 +221,39 @@ def resolve_model_path(name: str) -> Path:
         )
     local = Path(name).expanduser()
     if local.exists():
-        if not local.is_dir() or not (local / "config.json").is_file():
+        if not local.is_dir() or not (local / "config.json").exists():
             raise ModelUnavailableError(
                 f"{local}: not a model folder (expected a config.json and weights inside)"
             )
+        check_model_folder(local)
         return local.resolve()
     if name.count("/") > 1 or name.startswith((".", "/", "~")):
         raise ModelUnavailableError(f"{name}: no such model folder")
-    return _hub_path(name)
+    check_hub_id(name)
+    folder = _hub_path(name)
+    check_model_folder(folder)
+    return folder
 
 
-def weights_fingerprint(folder: Path) -> str:
-    """Identity of a model's weights: SHA-256 of its safetensors file(s), cached per file state."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
+def check_hub_id(name: str) -> None:
+    """Raise :class:`ModelUnavailableError` unless ``name`` is a well-formed hub id.
+
+    >>> check_hub_id("BAAI/bge-base-en-v1.5")
+    >>> check_hub_id("not a/valid id!!")
+    Traceback (most recent call last):
+    ...
+    helpers.model_folders.ModelUnavailableError: 'not a/valid id!!' is neither a model folder here nor a valid Hugging Face hub id (a hub id is 'name' or 'owner/name': letters, digits, '-', '_' and '.', at most 96 characters); check the spelling, or give the path of a folder
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
         raise ModelUnavailableError(
-            f"{folder}: no .safetensors weights. The book loads weights only from safetensors; "
-            "convert the checkpoint or pick a model that ships them."
-        )
-    return "+".join(_file_sha256(f)[:16] for f in files)
-
-
-def _file_sha256(path: Path) -> str:
-    """SHA-256 of ``path``, computed once per (path, size, modification time) in a process."""
-    state = path.stat()
-    return _fingerprint_cached(str(path), state.st_size, state.st_mtime_ns)
-
-
-@cache
-def _fingerprint_cached(path: str, size: int, mtime: int) -> str:
-    return file_fingerprint(Path(path))
+            f"{name!r} is neither a model folder here nor a valid Hugging Face hub id (a hub id "
+            "is 'name' or 'owner/name': letters, digits, '-', '_' and '.', at most 96 "
+            "characters); check the spelling, or give the path of a folder"
+        ) from None
 
 
 @dataclass
@@ -258,12 +271,13 @@ class Encoder:
     max_length: int = 256
     fingerprint: str = ""
     precision: Precision = "fp32"
+    files: str = ""  # model_files_fingerprint: configuration, tokenizer and module files
     _model: SentenceTransformer | None = field(default=None, repr=False)
     _fast: FastTransformer | None = field(default=None, repr=False)
 
     @property
     def identity(self) -> dict:
-        """Everything that changes the vectors this encoder produces (for cache keys)."""
+        """Weights, pooling, normalisation, length and precision: the key of models trained from it."""
         identity = {
             "weights": self.fingerprint,
             "pooling": self.pooling,
@@ -273,6 +287,16 @@ class Encoder:
         if self.precision != "fp32":  # fp32 keeps the keys caches and models always had
             identity["precision"] = self.precision
         return identity
+
+    @property
+    def cache_identity(self) -> dict:
+        """Everything that changes the vectors this encoder produces (for cache keys).
+
+        :attr:`identity` and the fingerprint of the model's other files (configuration,
+        tokenizer, modules). Kept apart from :attr:`identity` so that the folders of models
+        trained before it existed keep their keys.
+        """
+        return {**self.identity, "files": self.files}
 
     @property
     def model(self) -> SentenceTransformer:
@@ -431,20 +455,40 @@ def quiet_transformers() -> None:
 def build_sentence_transformer(
     path: Path, pooling: str, normalize: bool, max_length: int
 ) -> SentenceTransformer:
-    """Transformer + Pooling (+ Normalize) from a local folder; safetensors only, no remote code."""
+    """Transformer + Pooling (+ Normalize) from a local folder; safetensors only, no remote code.
+
+    Raises :class:`UntrustedModelError` for a folder that asks for its own code, and
+    :class:`ModelUnavailableError` for one that transformers cannot load.
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
+    check_model_folder(path)
     quiet_transformers()
-    transformer = Transformer(
-        str(path),
-        model_kwargs={"use_safetensors": True, "trust_remote_code": False},
-        max_seq_length=max_length,
-    )
+    try:
+        transformer = Transformer(
+            str(path),
+            model_kwargs={"use_safetensors": True, **NO_REMOTE_CODE},
+            config_kwargs=dict(NO_REMOTE_CODE),
+            processor_kwargs=dict(NO_REMOTE_CODE),
+            max_seq_length=max_length,
+        )
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types for one broken folder
+        raise ModelUnavailableError(
+            f"{path}: transformers cannot load this model folder ({load_failure(exc)}); check "
+            "its config.json, tokenizer files and model.safetensors, or download it again"
+        ) from exc
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
     if normalize:
         modules.append(Normalize())
     return SentenceTransformer(modules=modules, device="cpu")
+
+
+def load_failure(exc: BaseException) -> str:
+    """``Type: first line of the message`` of a loader's exception, short enough for one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def load_encoder(
@@ -465,6 +509,7 @@ def load_encoder(
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     folder = Path(path) if path is not None else resolve_model_path(name)
+    check_model_folder(folder)
     return Encoder(
         name=name,
         path=folder,
@@ -473,6 +518,7 @@ def load_encoder(
         max_length=max_length,
         fingerprint=weights_fingerprint(folder),
         precision=precision,
+        files=model_files_fingerprint(folder),
     )
 
 
@@ -486,6 +532,10 @@ def availability(name: str) -> str:
     local = Path(name).expanduser()
     if local.exists():
         return f"offline: local folder {local}"
+    try:
+        check_hub_id(name)
+    except ModelUnavailableError as exc:
+        return f"INVALID: {exc}"
     try:
         _cached_hub_path(name)
         return "offline: in the Hugging Face cache"

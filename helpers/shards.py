@@ -29,10 +29,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .embeddings import cache_path, load_cached, load_verified, report_truncation, texts_hash
+from .embeddings import (
+    cache_path,
+    cache_stamp,
+    check_stamp,
+    load_cached,
+    load_verified,
+    report_truncation,
+)
 from .encoders import Encoder
 from .names import DEFAULT_SHARD_SIZE
-from .storage import CorruptCacheError, save_arrays
+from .storage import CacheError, CorruptCacheError, save_arrays, writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,8 @@ class ShardedTexts:
     """Texts to embed in shards: the cache file they end in and the shards done so far.
 
     Shards live in a folder beside the final file (``<final>.shards/``), one verified
-    ``.npz`` per ``(start, stop)``, holding the vectors and the hash of their texts.
+    ``.npz`` per ``(start, stop)``, holding the vectors and the stamp of their texts
+    (:func:`helpers.embeddings.cache_stamp`); the final file carries the stamp of all texts.
     """
 
     encoder: Encoder
@@ -100,12 +108,20 @@ class ShardedTexts:
             return []
         return [i for i in range(len(self.bounds)) if i not in self.done]
 
+    def stamp(self, index: int | None = None) -> dict[str, np.ndarray]:
+        """The stamp of shard ``index``, or of all the texts (the final file)."""
+        texts = self.texts if index is None else self.shard_texts(index)
+        return cache_stamp(SHARD_KIND, self.encoder, texts)
+
     @property
     def rows_done(self) -> int:
         return len(self.texts) - sum(len(self.shard_texts(i)) for i in self.todo)
 
 
-def _load_shard(path: Path, texts: list[str]) -> np.ndarray | None:
+SHARD_KIND = "sentences"  # shards become the cache file of helpers.embeddings.embed
+
+
+def _load_shard(path: Path, encoder: Encoder, texts: list[str]) -> np.ndarray | None:
     """A shard's vectors if its file is sound and holds ``texts``; else ``None`` (and it is deleted)."""
 
     def check(arrays):
@@ -114,11 +130,19 @@ def _load_shard(path: Path, texts: list[str]) -> np.ndarray | None:
             raise CorruptCacheError(
                 f"{path}: holds shape {vectors.shape}, expected {len(texts)} rows"
             )
-        if str(arrays["texts_sha256"]) != texts_hash(texts):
-            raise CorruptCacheError(f"{path}: holds the vectors of other texts")
+        check_stamp(path, arrays, cache_stamp(SHARD_KIND, encoder, texts))
         return vectors
 
     return load_verified(path, check, "recomputing a corrupt embedding shard: %s")
+
+
+def _check_shard_folder(folder: Path) -> None:
+    """Raise :class:`helpers.storage.CacheError` when a file sits where the shard folder belongs."""
+    if folder.exists() and not folder.is_dir():
+        raise CacheError(
+            f"{folder}: is a file, where a folder of embedding shards belongs; remove it "
+            "(the shards are recomputed)"
+        )
 
 
 def plan_shards(
@@ -135,14 +159,16 @@ def plan_shards(
     texts = list(texts)
     if not texts:
         raise ValueError("no texts to embed: the split is empty")
-    final = cache_path(Path(cache_dir), "sentences", encoder, texts)
+    final = cache_path(Path(cache_dir), SHARD_KIND, encoder, texts)
     job = ShardedTexts(encoder, texts, final, shard_bounds(len(texts), shard_size))
-    job.cached = load_cached(final, len(texts), axis=0)
+    job.cached = load_cached(final, len(texts), axis=0, stamp=job.stamp())
     if job.cached is not None:
         shutil.rmtree(job.folder, ignore_errors=True)  # killed after the final save
         return job
+    writable_folder(final.parent)  # before any encoding whose result could not be saved
+    _check_shard_folder(job.folder)
     for i in range(len(job.bounds)):
-        vectors = _load_shard(job.shard_path(i), job.shard_texts(i))
+        vectors = _load_shard(job.shard_path(i), encoder, job.shard_texts(i))
         if vectors is not None:
             job.done[i] = vectors
     if job.done:
@@ -236,11 +262,11 @@ def encode_shards(
     for i in job.todo:
         texts = job.shard_texts(i)
         vectors = encode(texts)
-        save_arrays(job.shard_path(i), vectors=vectors, texts_sha256=np.array(texts_hash(texts)))
+        save_arrays(job.shard_path(i), vectors=vectors, **job.stamp(i))
         job.done[i] = vectors
         if bar is not None:
             bar.update(len(texts))
     result = np.concatenate([job.done[i] for i in range(len(job.bounds))])
-    save_arrays(job.final, vectors=result)
+    save_arrays(job.final, vectors=result, **job.stamp())
     shutil.rmtree(job.folder, ignore_errors=True)
     return result

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 import time
 import zipfile
@@ -47,7 +48,12 @@ _OWNER = re.compile(r"([0-9a-f]{8})-([0-9]{1,10})")
 
 
 class CorruptCacheError(RuntimeError):
-    """A cache file that exists but cannot be trusted."""
+    """A cache file that exists but cannot be trusted (it is deleted and recomputed)."""
+
+
+class CacheError(RuntimeError):
+    """A cache location the book cannot use as it is (a folder or FIFO in place of a file, a
+    file in place of a folder, no write permission), with what to do about it."""
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -144,10 +150,74 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator:
 
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:
-    """Write ``arrays`` to ``path`` (``.npz``) atomically, with a checksum stored inside."""
+    """Write ``arrays`` to ``path`` (``.npz``) atomically, with a checksum stored inside.
+
+    Raises :class:`CacheError` naming the place when it cannot be written.
+    """
     digest = _digest(arrays)
-    with atomic_file(path) as fh:
-        np.savez(fh, __sha256__=np.array(digest), **arrays)
+    try:
+        with atomic_file(path) as fh:
+            np.savez(fh, __sha256__=np.array(digest), **arrays)
+    except OSError as exc:  # a read-only folder, a file or folder in the way, a full disk
+        detail = exc.strerror or str(exc)
+        culprit = exc.filename2 or exc.filename
+        if culprit and not Path(culprit).name.startswith("."):  # not our temporary file
+            detail += f": {culprit}"
+        raise CacheError(
+            f"{path}: cannot write this cache file ({detail}); make its folder writable, "
+            "remove what is in the way, or set paths.results_dir to a writable folder"
+        ) from None
+
+
+def is_regular_file(path: Path) -> bool:
+    """True when ``path`` exists and is a regular file (after links); never opens it.
+
+    A folder, FIFO, socket or device in its place is not (opening a FIFO would block).
+    """
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_odd_cache_file(path: Path) -> None:
+    """Raise :class:`CacheError` when something other than a regular file sits at ``path``."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return  # absent (or unreachable): nothing in the way yet
+    if stat.S_ISREG(mode):
+        return
+    kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+    raise CacheError(
+        f"{path}: is {kind}, where a cache file belongs; remove it "
+        "(the cache is recomputed on the next run)"
+    )
+
+
+def writable_folder(folder: Path) -> Path:
+    """``folder``, created if missing, once a test file could be written into it.
+
+    Raises :class:`CacheError` naming the folder when it is a file, or not writable: before
+    any work is done whose result could not be saved.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise CacheError(
+            f"{folder}: is a file, where the cache folder belongs; remove or rename it "
+            "(the cache is rebuilt)"
+        ) from None
+    except OSError as exc:
+        raise CacheError(
+            f"{folder}: cannot write the cache here ({exc.strerror or exc}); make it writable, "
+            "or set paths.results_dir to a writable folder"
+        ) from None
+    return folder
 
 
 def write_text_atomic(path: Path, text: str) -> None:

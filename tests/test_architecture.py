@@ -20,7 +20,7 @@ PACKAGE = ROOT / "helpers"
 # Bottom to top: a module may import only modules of lower layers.
 LAYERS = [
     {"names", "storage", "intervals", "safe_yaml"},
-    {"config", "archives"},
+    {"config", "archives", "model_folders"},
     {"chunk_files"},
     {"corpus"},
     {"encoders"},

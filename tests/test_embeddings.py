@@ -114,6 +114,7 @@ def test_cache_with_wrong_row_count_is_not_used(encoder, tmp_path, caplog):
         {"normalize": False},
         {"max_length": 64},
         {"fingerprint": "other-weights"},
+        {"files": "other-tokenizer-or-config"},
     ],
 )
 def test_cache_key_changes_with_encoder_settings(encoder, tmp_path, change):

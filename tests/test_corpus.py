@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import OPENSTAX, build_corpus, chunk_text, corpus_records
+from planted import outside_folder
 
 from helpers.corpus import CorpusError, load_corpus, split_corpus
 
@@ -769,12 +770,7 @@ SECRET = "Outside text that must never become a chunk or reach a message."
 
 def _outside(tmp_path: Path) -> Path:
     """A folder beside the corpus: a secret file and a folder of chunk-like files."""
-    outside = tmp_path / "outside"
-    (outside / "folder").mkdir(parents=True)
-    (outside / "secret.md").write_text(SECRET, encoding="utf-8")
-    for i in range(6):
-        (outside / "folder" / f"{i}.txt").write_text(f"{SECRET} {i}", encoding="utf-8")
-    return outside
+    return outside_folder(tmp_path, SECRET, chunks=6)
 
 
 LINKS = {

@@ -66,6 +66,7 @@ import yaml
 from checkrun import run_check
 from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
+from planted import outside_folder
 
 import helpers.corpus as corpus_module
 from helpers.cli import main
@@ -885,11 +886,7 @@ LINK_KINDS = [
 
 
 def _outside(base: Path) -> Path:
-    outside = base / "outside"
-    (outside / "folder").mkdir(parents=True)
-    (outside / "secret.txt").write_text(SECRET, encoding="utf-8")
-    for i in range(5):
-        (outside / "folder" / f"{i}.txt").write_text(f"{SECRET} {i}", encoding="utf-8")
+    outside = outside_folder(base, SECRET)
     (outside / "t.jsonl").write_text(json.dumps({"text": SECRET, "subject": "x"}) + "\n")
     return outside
 
@@ -902,7 +899,7 @@ def linked_corpora(draw, base: Path) -> tuple[Path, bool]:
     for n, kind in enumerate(draw(st.lists(st.sampled_from(LINK_KINDS), min_size=1, max_size=3))):
         subject = root / draw(st.sampled_from(sorted(SMALL_CORPUS)))
         link, target = {
-            "file in a subject": (subject / f"l{n}.txt", outside / "secret.txt"),
+            "file in a subject": (subject / f"l{n}.txt", outside / "secret.md"),
             "subject folder": (root / f"linked{n}", outside / "folder"),
             "folder in a subject": (subject / f"more{n}", outside / "folder"),
             "table beside": (root / f"t{n}.jsonl", outside / "t.jsonl"),
@@ -910,7 +907,7 @@ def linked_corpora(draw, base: Path) -> tuple[Path, bool]:
             "loop": (subject / f"loop{n}", subject / f"loop{n}"),
             "to the data folder": (subject / f"up{n}", root),
             "to a chunk inside": (subject / f"same{n}.md", root / "physics" / "0.txt"),
-            "in a skipped folder": (root / "_skipped" / f"l{n}.txt", outside / "secret.txt"),
+            "in a skipped folder": (root / "_skipped" / f"l{n}.txt", outside / "secret.md"),
         }[kind]
         link.parent.mkdir(exist_ok=True)
         link.symlink_to(target)

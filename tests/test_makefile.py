@@ -46,17 +46,22 @@ echo "config=$ANISOTROPY_BOOK_CONFIG"
 """
 
 
+def make_sandbox(folder: Path, python_script: str) -> None:
+    """The Makefile and its inputs in ``folder``, with ``python_script`` as the venv's python."""
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy(ROOT / name, folder / name)
+    bin_dir = folder / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(python_script)
+    (bin_dir / "python").chmod(0o755)
+
+
 @pytest.mark.parametrize(
     ("given", "expected"),
     [([], "config.yaml"), (["CONFIG=editions/published.yaml"], "editions/published.yaml")],
 )
 def test_book_targets_build_with_the_configuration_given(tmp_path, given, expected):
-    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    bin_dir = tmp_path / ".venv" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "python").write_text(ECHO_PYTHON)
-    (bin_dir / "python").chmod(0o755)
+    make_sandbox(tmp_path, ECHO_PYTHON)
     (tmp_path / ".venv" / ".installed").touch()  # newer than its inputs: no install
     env = {k: v for k, v in os.environ.items() if k not in ("ANISOTROPY_BOOK_CONFIG", "CONFIG")}
     proc = subprocess.run(
@@ -77,12 +82,7 @@ echo "$*" >> "$(dirname "$0")/../calls.log"
 
 
 def test_install_is_hash_checked_from_the_lock(tmp_path):
-    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    bin_dir = tmp_path / ".venv" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "python").write_text(LOGGING_PYTHON)
-    (bin_dir / "python").chmod(0o755)
+    make_sandbox(tmp_path, LOGGING_PYTHON)
     proc = subprocess.run(
         ["make", "install", f"PYTHON={sys.executable}"],
         cwd=tmp_path,

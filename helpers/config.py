@@ -163,8 +163,25 @@ class Pretraining(_Strict):
 
 
 class Finetuning(_Strict):
+    """Contrastive fine-tuning (:mod:`helpers.finetuning`).
+
+    With ``stop_at_plateau`` a run holds back ``validation_fraction`` of the training
+    chunks, keeps the learning rate constant after warm-up, and stops when the validation
+    silhouette gains less than ``plateau_delta`` over its last ``plateau_evaluations``
+    evaluations, after ``max_minutes`` or after ``epochs`` epochs, whichever comes first.
+    Without it the run trains exactly ``epochs`` epochs on every training chunk, with a
+    linear decay. ``extra_seeds`` repeat the book's fine-tune (and the temperature runs)
+    with other seeds, to show how much of a result is the seed.
+    """
+
     losses: list[Loss] = Field(default_factory=lambda: list(LOSSES), min_length=1)
-    epochs: Int = Field(default=2, ge=1, le=10_000)
+    epochs: Int = Field(default=12, ge=1, le=10_000)
+    stop_at_plateau: bool = True
+    plateau_delta: Float = Field(default=0.01, ge=0, le=2)
+    plateau_evaluations: Int = Field(default=3, ge=1, le=1000)
+    max_minutes: Float = Field(default=3.0, gt=0, le=10_000)
+    validation_fraction: Float = Field(default=0.2, gt=0, lt=1)
+    extra_seeds: list[Seed] = Field(default_factory=lambda: [14, 15], max_length=20)
     batch_size: Int = Field(default=32, ge=4, le=4096)  # a batch must hold several subjects
     learning_rate: Float = Field(default=5e-5, gt=0, le=1)
     max_length: Int = Field(default=96, ge=8, le=8192)

@@ -11,7 +11,19 @@ only (``data.train_subjects``); the other subjects stay unseen. Two losses fit
   the loss has no negatives and zero gradient; this is asserted before training.
 * ``multiple_negatives``: :class:`MultipleNegativesRankingLoss` on (anchor, positive) pairs
   of two chunks from the same subject. Other in-batch positives act as negatives; with few
-  subjects many of them share the anchor's subject ("false negatives"), which blunts it.
+  subjects many of them share the anchor's subject ("false negatives", counted by
+  :func:`false_negative_share`), which blunts it.
+* ``supervised_contrastive``: :class:`helpers.losses.SupervisedContrastiveLoss` (Khosla et
+  al., 2020) on (text, label) rows with the label-grouping sampler: every same-subject row
+  of the batch is a positive, so none is pushed away; same scale as ``multiple_negatives``.
+
+**When a run stops.** With ``finetuning.stop_at_plateau`` (the default) a run holds back
+``validation_fraction`` of the training chunks of each subject (:func:`hold_out_validation`),
+keeps the learning rate constant after warm-up (a schedule that decays to zero would make
+a plateau of its own), and :class:`PlateauStop` ends it when the validation silhouette
+gains less than ``plateau_delta`` over the last ``plateau_evaluations`` evaluations, or
+after ``max_minutes``. The held-out chunks that the book's tables measure never decide it.
+The log's summary says why the run stopped.
 
 The model is saved under ``results_dir/models/finetuned-<loss>-<key>`` (key: base weights,
 data, settings and this module's code), atomically and with a completion marker; a rerun
@@ -56,6 +68,7 @@ from .config import ConfigError, Finetuning
 from .embeddings import texts_hash
 from .encoders import Encoder, build_sentence_transformer, quiet_transformers
 from .geometry import alignment, knn_classification, subject_silhouette, uniformity
+from .losses import SupervisedContrastiveLoss
 from .names import LOSSES, SIMCSE
 from .storage import settings_key
 from .training import TrainingLog, build_once, code_version, process_count
@@ -68,7 +81,8 @@ def finetuning_inputs(settings: Finetuning, base: Encoder, splits, loss: str) ->
         "train": texts_hash(list(splits["train"]["text"]) + list(splits["train"]["subject"])),
         "test": texts_hash(splits["test"]["text"]),
         "loss": loss,
-        "settings": settings.model_dump(mode="json", exclude={"losses"}),
+        # Which losses and extra seeds the book trains does not change one run's model.
+        "settings": settings.model_dump(mode="json", exclude={"losses", "extra_seeds"}),
         "code": CODE_VERSION,  # an edit of this module retrains
     }
 
@@ -136,6 +150,75 @@ def distributed_arguments(processes: int, gpus: bool) -> dict:
     if not gpus:
         extra["ddp_backend"] = "gloo"  # NCCL (the GPU default) does not run on CPUs
     return extra
+
+
+def hold_out_validation(splits, fraction: float, seed: int = 0):
+    """Split the training chunks into rows to train on and a validation set for stopping.
+
+    ``fraction`` of each subject's training chunks (at least one, and never all) go to
+    ``validation``; ``train`` keeps the rest and ``test`` is untouched. The draw uses its
+    own ``seed``, the same for every run, so runs that differ in their training seed stop
+    on the same chunks.
+
+    >>> from datasets import Dataset, DatasetDict
+    >>> train = Dataset.from_dict({"text": list("abcdefgh"), "subject": list("xxxxyyyy")})
+    >>> parts = hold_out_validation(DatasetDict(train=train, test=train), 0.25)
+    >>> len(parts["train"]), sorted(parts["validation"]["subject"])
+    (6, ['x', 'y'])
+    """
+    from datasets import DatasetDict
+
+    subjects = np.asarray(splits["train"]["subject"])
+    rng = np.random.default_rng(seed)
+    held = []
+    for subject in sorted(set(subjects)):
+        rows = np.flatnonzero(subjects == subject)
+        n = min(max(1, round(fraction * len(rows))), len(rows) - 1)
+        held += list(rng.choice(rows, size=n, replace=False)) if n > 0 else []
+    held = np.sort(np.asarray(held, dtype=int))
+    kept = np.setdiff1d(np.arange(len(subjects)), held)
+    return DatasetDict(
+        train=splits["train"].select(kept),
+        validation=splits["train"].select(held),
+        test=splits["test"],
+    )
+
+
+def plateaued(history: list[float], delta: float, evaluations: int) -> bool:
+    """True when the best of the last ``evaluations`` values is less than ``delta`` above the
+    value before them (the run has stopped gaining).
+
+    >>> plateaued([0.10, 0.30, 0.45, 0.50], delta=0.01, evaluations=3)
+    False
+    >>> plateaued([0.10, 0.50, 0.505, 0.49, 0.508], delta=0.01, evaluations=3)
+    True
+    """
+    if len(history) <= evaluations:
+        return False
+    return max(history[-evaluations:]) - history[-evaluations - 1] < delta
+
+
+def false_negative_share(subjects, batch_size: int, seed: int, batches: int = 200) -> float:
+    """Share of in-batch negatives that have the anchor's subject, for batches drawn at random.
+
+    That is what the multiple-negatives loss meets: its batches are random (no two rows
+    alike), and every other row is a negative. With ``m`` equal subjects it is about
+    ``(n/m - 1) / (n - 1)`` for ``n`` rows, near 1/m.
+
+    >>> round(false_negative_share(["a"] * 50 + ["b"] * 50, 32, seed=0), 2)
+    0.48
+    """
+    subjects = np.asarray(subjects)
+    rng = np.random.default_rng(seed)
+    same = total = 0
+    for _ in range(batches):
+        batch = subjects[
+            rng.choice(len(subjects), size=min(batch_size, len(subjects)), replace=False)
+        ]
+        matches = (batch[:, None] == batch[None, :]).sum() - len(batch)
+        same += int(matches)
+        total += len(batch) * (len(batch) - 1)
+    return same / total
 
 
 def triplet_dataset(splits) -> Dataset:
@@ -224,20 +307,32 @@ def _process_shares(sampler, processes: int) -> list:
 
 
 class SubjectSeparationEvaluator(SentenceEvaluator):
-    """Held-out silhouette, k-NN accuracy, alignment and uniformity, at each evaluation step."""
+    """Held-out silhouette, k-NN accuracy, alignment and uniformity, at each evaluation step.
+
+    With a ``validation`` split it also reports that split's silhouette
+    (``validation_silhouette``), which the plateau rule reads.
+    """
 
     def __init__(self, splits):
         super().__init__()
-        self.texts = {k: list(splits[k]["text"]) for k in ("train", "test")}
-        self.subjects = {k: list(splits[k]["subject"]) for k in ("train", "test")}
-        self.primary_metric = "silhouette"
+        self.parts = [k for k in ("train", "test", "validation") if k in splits]
+        self.texts = {k: list(splits[k]["text"]) for k in self.parts}
+        self.subjects = {k: list(splits[k]["subject"]) for k in self.parts}
+        self.primary_metric = "validation_silhouette" if "validation" in splits else "silhouette"
         self.greater_is_better = True
 
     def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict[str, float]:
         test_x = model.encode(self.texts["test"], convert_to_numpy=True)
         train_x = model.encode(self.texts["train"], convert_to_numpy=True)
         y_test = self.subjects["test"]
+        extra = {}
+        if "validation" in self.parts:
+            valid_x = model.encode(self.texts["validation"], convert_to_numpy=True)
+            extra["validation_silhouette"] = subject_silhouette(
+                valid_x, self.subjects["validation"]
+            )
         return {
+            **extra,
             "silhouette": subject_silhouette(test_x, y_test),
             "knn_accuracy": knn_classification(
                 train_x, self.subjects["train"], test_x, y_test
@@ -246,6 +341,46 @@ class SubjectSeparationEvaluator(SentenceEvaluator):
             "alignment": alignment(test_x, np.asarray(y_test)),
             "uniformity": uniformity(test_x),
         }
+
+
+def _agreed(flag: bool) -> bool:
+    """``flag`` if any data-parallel process raises it: all processes must stop together."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def plateau_stop(settings: Finetuning):
+    """A trainer callback that applies the plateau rule and the time cap of ``settings``."""
+    from transformers import TrainerCallback
+
+    class PlateauStop(TrainerCallback):
+        """Stop at a validation plateau (:func:`plateaued`) or after ``max_minutes``."""
+
+        def __init__(self, start: float | None = None):
+            self.history = [] if start is None else [start]
+            self.reason = "epochs"
+            self.started = time.perf_counter()
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            self.history.append(metrics["eval_validation_silhouette"])
+            flat = plateaued(self.history, settings.plateau_delta, settings.plateau_evaluations)
+            if _agreed(flat):
+                self.reason = "plateau"
+                control.should_training_stop = True
+
+        def on_step_end(self, args, state, control, **kwargs):
+            # Clocks differ between processes: they agree, or one would wait for the others.
+            if _agreed(time.perf_counter() - self.started > 60 * settings.max_minutes):
+                self.reason = "time cap"
+                control.should_training_stop = True
+
+    return PlateauStop
 
 
 def contrastive_objective(model, loss_name: str, splits, settings: Finetuning, processes: int = 1):
@@ -267,6 +402,10 @@ def contrastive_objective(model, loss_name: str, splits, settings: Finetuning, p
             distance_metric=BatchHardTripletLossDistanceFunction.cosine_distance,
             margin=settings.triplet_margin,
         )
+        return triplet_dataset(splits), loss, BatchSamplers.GROUP_BY_LABEL
+    if loss_name == "supervised_contrastive":
+        # The same rows and sampler; same-label rows are positives, the rest negatives.
+        loss = SupervisedContrastiveLoss(model, scale=settings.scale)
         return triplet_dataset(splits), loss, BatchSamplers.GROUP_BY_LABEL
     if loss_name in ("multiple_negatives", SIMCSE):
         # (anchor, positive) rows; the other rows of the batch are the negatives (across
@@ -297,6 +436,9 @@ def training_arguments(
         per_device_train_batch_size=batch_size,
         learning_rate=settings.learning_rate,
         warmup_steps=0.1,  # a float is a fraction of all steps
+        # Stopped at a plateau, a run must not have its rate decayed to zero by a schedule
+        # fixed in advance: that would flatten the curve by itself.
+        lr_scheduler_type="constant_with_warmup" if settings.stop_at_plateau else "linear",
         seed=settings.seed,
         data_seed=settings.seed,
         batch_sampler=sampler,
@@ -328,8 +470,10 @@ def train_contrastive(
     processes = process_count()
     batch_size = per_process_batch(f.batch_size, processes, loss_name)
     model = build_sentence_transformer(base.path, base.pooling, base.normalize, f.max_length)
+    if f.stop_at_plateau:
+        splits = hold_out_validation(splits, f.validation_fraction)
     train, loss, sampler = contrastive_objective(model, loss_name, splits, f, processes)
-    if loss_name == "batch_all_triplet":
+    if loss_name in ("batch_all_triplet", "supervised_contrastive"):
         assert_batches_mix_subjects(train, batch_size, f.seed, processes)
     if processes > 1 and len(train) < f.batch_size:
         raise ConfigError(
@@ -341,14 +485,23 @@ def train_contrastive(
     evaluator = SubjectSeparationEvaluator(splits)
     work = out_dir / "_trainer"
     args = training_arguments(f, work, batch_size, sampler, progress=progress)
+    # Every process evaluates, so that all of them see the same stop.
+    start_metrics = evaluator(model)
+    stop = (
+        plateau_stop(f)(start_metrics.get("validation_silhouette")) if f.stop_at_plateau else None
+    )
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=train, loss=loss, evaluator=evaluator
+        model=model,
+        args=args,
+        train_dataset=train,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[stop] if stop else None,
     )
     if not progress:  # without a progress bar, transformers prints every log dict instead
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    start_metrics = evaluator(model) if trainer.is_world_process_zero() else {}
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
@@ -369,7 +522,14 @@ def train_contrastive(
         row.update({k: v for k, v in entry.items() if k in keep})
         if len(row) > 1:
             records.append(row)
-    summary = {"loss": loss_name, "steps": trainer.state.global_step, "train_rows": len(train)}
+    summary = {
+        "loss": loss_name,
+        "steps": trainer.state.global_step,
+        "train_rows": len(train),
+        "seed": f.seed,
+        "stopped": stop.reason if stop else "epochs",
+        "validation_rows": len(splits["validation"]) if f.stop_at_plateau else 0,
+    }
     if processes > 1:
         summary["processes"] = processes
     return TrainingLog(

@@ -96,9 +96,30 @@ def finetune_losses(cfg: Config) -> list[str]:
     return [*cfg.finetuning.losses, *(loss for loss in LOSSES if loss not in cfg.finetuning.losses)]
 
 
-def temperature_settings(cfg: Config, scale: float) -> Finetuning:
-    """Chapter 5's temperature study: ``multiple_negatives`` at ``scale`` for a short run."""
-    return cfg.finetuning.model_copy(update={"scale": scale, "epochs": TEMPERATURE_EPOCHS})
+def finetune_seeds(cfg: Config) -> list[int]:
+    """The seeds of the book's fine-tune: ``finetuning.seed`` first, then ``extra_seeds``.
+
+    >>> finetune_seeds(Config.model_validate({"paths": {"data_dir": "."}}))
+    [13, 14, 15]
+    """
+    f = cfg.finetuning
+    return [f.seed, *(s for s in f.extra_seeds if s != f.seed)]
+
+
+def seed_settings(cfg: Config, seed: int) -> Finetuning:
+    """The configured fine-tune with another ``seed`` (data order, dropout, pairs)."""
+    return cfg.finetuning.model_copy(update={"seed": seed})
+
+
+def temperature_settings(cfg: Config, scale: float, seed: int | None = None) -> Finetuning:
+    """The temperature study: ``multiple_negatives`` at ``scale``, one fixed short run.
+
+    A fixed budget (no plateau rule), so the two temperatures train the same steps.
+    """
+    update = {"scale": scale, "epochs": TEMPERATURE_EPOCHS, "stop_at_plateau": False}
+    if seed is not None:
+        update["seed"] = seed
+    return cfg.finetuning.model_copy(update=update)
 
 
 @dataclass(frozen=True)
@@ -124,20 +145,29 @@ def book_models(cfg: Config) -> list[BookModel]:
     The small BERT always (Chapter 3 watches it train, whichever model ``baseline`` names);
     ``baseline`` continued with SimCSE and with the supervised fine-tune (the same model
     under three objectives); ``finetune_base`` fine-tuned with each loss of
-    :func:`finetune_losses`; then the temperature study's runs. ``python -m helpers
+    :func:`finetune_losses`; the first loss again with each of ``finetuning.extra_seeds``;
+    then the temperature study's runs, with every seed. ``python -m helpers
     train`` trains exactly these.
     """
     models = [BookModel("small BERT")]
     models += [BookModel(role, role) for role in (BASELINE_SIMCSE, BASELINE_FINETUNED)]
     models += [BookModel(f"{FINETUNED} ({loss})", FINETUNED, loss) for loss in finetune_losses(cfg)]
+    primary, seeds = cfg.finetuning.losses[0], finetune_seeds(cfg)
     models += [
         BookModel(
-            f"{FINETUNED} (multiple_negatives, scale {scale:g})",
+            f"{FINETUNED} ({primary}, seed {seed})", FINETUNED, primary, seed_settings(cfg, seed)
+        )
+        for seed in seeds[1:]
+    ]
+    models += [
+        BookModel(
+            f"{FINETUNED} (multiple_negatives, scale {scale:g}, seed {seed})",
             FINETUNED,
             "multiple_negatives",
-            temperature_settings(cfg, scale),
+            temperature_settings(cfg, scale, seed),
         )
         for scale in TEMPERATURE_SCALES
+        for seed in seeds
     ]
     return models
 
@@ -159,7 +189,9 @@ def _plan(cfg: Config, role: str, splits, loss: str | None, settings: Finetuning
     if settings is None:
         settings = cfg.finetuning
         if DERIVED_ROLES[role] == "baseline":
-            settings = settings.model_copy(update=cfg.continued.model_dump())
+            # A fixed budget, the same for each objective (Chapter 7 compares them).
+            update = {**cfg.continued.model_dump(), "stop_at_plateau": False}
+            settings = settings.model_copy(update=update)
     if loss is None:
         loss = SIMCSE if role == BASELINE_SIMCSE else settings.losses[0]
     base = base_encoder(cfg, splits, role=DERIVED_ROLES[role], max_length=settings.max_length)

@@ -25,7 +25,7 @@ SMALL_BERT = "book:small-bert"
 #: Post-hoc transforms of :mod:`helpers.transforms`.
 TRANSFORMS = ("none", "center", "abtt", "whiten")
 # Choices as types (config.py's schema checks them) and as tuples, one spelling each.
-Loss = Literal["batch_all_triplet", "multiple_negatives"]
+Loss = Literal["batch_all_triplet", "multiple_negatives", "supervised_contrastive"]
 Pooling = Literal["mean", "cls"]
 Precision = Literal["fp32", "bf16", "int8"]
 #: Fine-tuning losses of :mod:`helpers.finetuning` (values of ``finetuning.losses``).

@@ -26,7 +26,7 @@ LAYERS = [
     {"encoders"},
     {"embeddings", "geometry", "transforms", "packaged"},
     {"shards"},
-    {"training"},
+    {"training", "losses"},
     {"pretraining", "finetuning"},
     {"models"},
     {"analysis", "charts"},

@@ -57,6 +57,7 @@ def tiny_config(tmp_path: Path) -> Path:
         "finetuning": {
             "losses": ["batch_all_triplet"],
             "epochs": 60,
+            "stop_at_plateau": False,  # a long run, for the interrupt to land in
             "batch_size": 8,
             "max_length": 32,
             "eval_steps": 2,

@@ -75,10 +75,20 @@ def test_the_one_list_holds_every_loss_chapter_5_compares(tmp_path, write_config
     assert listed[0].role is None  # the small BERT: Chapter 3 always watches it train
     assert [m.role for m in listed[1:3]] == ["baseline-simcse", "baseline-finetuned"]
     finetunes = [m for m in listed if m.role == "finetuned" and m.settings is None]
-    assert [m.loss for m in finetunes] == ["multiple_negatives", "batch_all_triplet"]
+    assert [m.loss for m in finetunes] == [
+        "multiple_negatives",
+        "batch_all_triplet",
+        "supervised_contrastive",
+    ]
     assert len(finetunes) == len(LOSSES)
-    scales = [m.settings.scale for m in listed if m.settings is not None]
-    assert scales == list(TEMPERATURE_SCALES)
+    temperature_runs = [m.settings for m in listed if m.settings and m.settings.epochs == 1]
+    seeds = models.finetune_seeds(cfg)
+    assert [s.scale for s in temperature_runs] == [x for x in TEMPERATURE_SCALES for _ in seeds]
+    assert [s.seed for s in temperature_runs] == seeds * len(TEMPERATURE_SCALES)
+    repeats = [m for m in listed if m.settings and m.settings.epochs != 1]
+    assert [(m.loss, m.settings.seed) for m in repeats] == [
+        ("multiple_negatives", seed) for seed in seeds[1:]
+    ]
     assert len({m.label for m in listed}) == len(listed)
 
 
@@ -101,7 +111,10 @@ def test_train_walks_the_one_list(tmp_path, write_config, monkeypatch, capsys):
     listed = models.book_models(cfg)
     expected = ["small BERT", "simcse", *(m.loss or "batch_all_triplet" for m in listed[2:])]
     assert [c[0] for c in calls] == expected
-    assert [c[1] for c in calls if c[1] is not None] == list(TEMPERATURE_SCALES)
+    seeds = models.finetune_seeds(cfg)
+    assert [c[1] for c in calls if c[1] is not None] == [
+        x for x in TEMPERATURE_SCALES for _ in seeds
+    ]
     printed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
     assert printed == [m.label for m in listed]
 

@@ -474,9 +474,9 @@ def test_subtopic_queries_need_a_partner_and_a_rival_in_their_subject():
 
 def test_subtopic_ties_are_ranked_by_row_order():
     X = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
-    # Query 0 is orthogonal to all: the tie keeps row order, so its partner (row 2) ranks second.
-    ap = g.subtopic_average_precision(X, ["a"] * 4, ["x", "y", "x", "y"])
-    assert ap[0] == 0.5
+    # Query 0 is orthogonal to all three: the tie keeps row order, so its partner ranks as its row.
+    assert g.subtopic_average_precision(X, ["a"] * 4, ["x", "x", "y", "y"])[0] == 1.0
+    assert g.subtopic_average_precision(X, ["a"] * 4, ["x", "y", "y", "x"])[0] == 1 / 3
 
 
 def _splits_with_groups(groups, subjects):

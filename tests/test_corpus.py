@@ -237,6 +237,16 @@ def test_missing_group_field_is_one_clear_error(tiny_corpus, tmp_path):
     assert "chunks.jsonl" in message and "data.group_field" in message and "'chapter'" in message
 
 
+def test_group_field_on_subject_folders_needs_a_manifest_with_it(tiny_corpus):
+    with pytest.raises(CorpusError, match="no manifest.*data.group_field"):
+        load_corpus(tiny_corpus, group_field="chapter")
+    pd.DataFrame({"file": ["physics/000.txt"], "subtopic": ["x"]}).to_csv(
+        tiny_corpus / "manifest.csv", index=False
+    )
+    with pytest.raises(CorpusError, match="manifest.csv: has no 'chapter' column"):
+        load_corpus(tiny_corpus, group_field="chapter")
+
+
 def test_splits_keep_the_groups(tiny_corpus):
     from helpers.corpus import restrict_subjects
 

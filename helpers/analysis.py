@@ -30,9 +30,11 @@ from .geometry import (
     pairwise_memory,
     pc1_share,
     probe_classification,
+    subtopic_average_precision,
+    subtopic_chance_ap,
     unit_rows,
 )
-from .intervals import bootstrap_mean
+from .intervals import Interval, bootstrap_mean, paired_difference, resampled_interval
 from .model_folders import NO_REMOTE_CODE, check_model_folder
 from .models import role_encoder
 from .names import DEFAULT_SHARD_SIZE
@@ -327,6 +329,89 @@ def per_subject_separation(
     if trained_on is not None:
         frame["trained on"] = frame["subject"].isin(trained_on).map({True: "yes", False: "no"})
     return frame
+
+
+# --- graded similarity: subtopics within a subject ----------------------------------------------
+
+
+def _heldout_groups(splits) -> tuple[np.ndarray, np.ndarray]:
+    """Subjects and groups of the held-out chunks (groups all ``""`` when the data has none)."""
+    test = splits["test"]
+    subjects = np.asarray(test["subject"], dtype=str)
+    has_groups = "group" in getattr(test, "column_names", test)
+    groups = np.asarray(test["group"], dtype=str) if has_groups else np.full(len(subjects), "")
+    return subjects, groups
+
+
+def subtopic_ap(emb: SplitEmbeddings, splits) -> np.ndarray:
+    """Per held-out chunk: :func:`helpers.geometry.subtopic_average_precision` of its
+    subtopic among the other held-out chunks of its subject (NaN where it is no query)."""
+    return subtopic_average_precision(emb.test, *_heldout_groups(splits))
+
+
+def subtopic_retrieval(
+    embeddings: dict[str, SplitEmbeddings], splits, *, seed: int = 0
+) -> pd.DataFrame | None:
+    """Per model: how well held-out chunks find their own subtopic within their subject.
+
+    Columns ``model``, ``mean AP`` with ``mean AP low``/``mean AP high`` (95%), ``chance``
+    (the mean AP of random rankings, :func:`helpers.geometry.subtopic_chance_ap`),
+    ``queries`` and ``groups`` (subtopics among the queries). ``None`` when the held-out
+    split has no usable query (no groups, or none with a partner in its subject).
+
+    The interval resamples the queries and recomputes their mean AP, with the candidate
+    pools (the held-out chunks each query ranks) and the model fixed: it covers which
+    queries were asked, not which chunks were held out or how the model was trained.
+
+    >>> from datasets import Dataset, DatasetDict
+    >>> part = Dataset.from_dict({"subject": ["a"] * 4, "group": ["x", "x", "y", "y"]})
+    >>> X = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    >>> row = subtopic_retrieval({"m": SplitEmbeddings("m", X, X)}, DatasetDict(test=part))
+    >>> row[["model", "mean AP", "queries", "groups"]].to_dict("records")
+    [{'model': 'm', 'mean AP': 1.0, 'queries': 4, 'groups': 2}]
+    """
+    subjects, groups = _heldout_groups(splits)
+    chance = subtopic_chance_ap(subjects, groups)
+    queries = ~np.isnan(chance)
+    if not queries.any():
+        return None
+    n_groups = len(set(zip(subjects[queries], groups[queries])))
+    rows = []
+    for name, emb in embeddings.items():
+        ap = subtopic_ap(emb, splits)[queries]
+        interval = resampled_interval(lambda rows, ap=ap: ap[rows].mean(), len(ap), seed=seed)
+        rows.append(
+            {
+                "model": name,
+                **interval.row("mean AP"),
+                "chance": float(chance[queries].mean()),
+                "queries": int(queries.sum()),
+                "groups": n_groups,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def subtopic_change(
+    after: SplitEmbeddings, before: SplitEmbeddings, splits, *, seed: int = 0
+) -> Interval | None:
+    """Mean change of subtopic AP (``after - before``) over the same held-out queries, with a
+    paired 95% interval (:func:`helpers.intervals.paired_difference`, resampling queries);
+    ``None`` without usable queries.
+
+    >>> from datasets import Dataset, DatasetDict
+    >>> part = Dataset.from_dict({"subject": ["a"] * 4, "group": ["x", "x", "y", "y"]})
+    >>> good = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    >>> mixed = good[[0, 2, 1, 3]]   # each chunk now nearest to the other subtopic
+    >>> e = lambda X: SplitEmbeddings("m", X, X)
+    >>> round(subtopic_change(e(good), e(mixed), DatasetDict(test=part)).mean, 3)  # 1 - 5/12
+    0.583
+    """
+    ap_after, ap_before = subtopic_ap(after, splits), subtopic_ap(before, splits)
+    queries = ~np.isnan(ap_after)
+    if not queries.any():
+        return None
+    return paired_difference(ap_after[queries], ap_before[queries], seed=seed)
 
 
 def token_frequency_geometry(model_dir, texts: list[str], bins=(0, 1, 10, 100)) -> pd.DataFrame:

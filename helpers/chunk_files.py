@@ -4,8 +4,12 @@ Everything about the files themselves lives here: bytes and text decoding (UTF-8
 UTF-16 and NUL bytes get advice), size limits, symbolic links (refused), folders that are
 not subjects (``.`` or ``_`` first), and table records (repeated JSON keys or CSV columns,
 ``text``/``subject``/``id`` cells that are missing, empty, not text or too long). Each
-reader returns a frame with ``id``, ``text``, ``subject`` and ``source`` columns. Which
-layout a data folder has, and what happens to the rows next, is :mod:`helpers.corpus`'s job.
+reader returns a frame with ``id``, ``text``, ``subject``, ``group`` and ``source`` columns.
+``group`` is a finer label inside a subject (a subtopic, a chapter; ``""`` where the data has
+none): from a table's ``data.group_field`` column (by default the first of
+:data:`AUTO_GROUP_FIELDS` it has), or for subject folders from a manifest beside them (a
+table with a ``file`` column, e.g. ``manifest.csv``, and no ``text`` column). Which layout a
+data folder has, and what happens to the rows next, is :mod:`helpers.corpus`'s job.
 
 Example
 -------
@@ -13,7 +17,7 @@ Example
 (True, False)
 >>> frame = read_table(Path("data/chunks.jsonl"))    # doctest: +SKIP
 >>> list(frame.columns)                              # doctest: +SKIP
-['id', 'text', 'subject', 'source']
+['id', 'text', 'subject', 'group', 'source']
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ ARCHIVE_LITTER = "__MACOSX"  # what macOS adds to a zip: never data, never worth
 #: Characters that show nothing: a chunk or subject made only of them (and spaces) is empty.
 INVISIBLE = "\0\u200b\u200c\u200d\u2060\ufeff"
 _DROP_INVISIBLE = str.maketrans("", "", INVISIBLE)
+#: The columns every reader returns.
+COLUMNS = ["id", "text", "subject", "group", "source"]
+#: With ``data.group_field`` unset, a table's group is the first of these columns it has.
+AUTO_GROUP_FIELDS = ("subtopic", "group")
+#: The column of a manifest naming the chunk file a row describes (``physics/001.txt``).
+MANIFEST_FILE_COLUMN = "file"
 
 
 # --- text files ------------------------------------------------------------------------------------
@@ -203,8 +213,12 @@ def subject_chunk_files(root: Path, entries: list[Path]) -> list[tuple[Path, Pat
     ]
 
 
-def read_chunk_files(root: Path, files: list[tuple[Path, Path]]) -> pd.DataFrame:
-    """One row per ``(subject folder, chunk file)``."""
+def read_chunk_files(
+    root: Path, files: list[tuple[Path, Path]], groups: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """One row per ``(subject folder, chunk file)``; ``groups`` maps a file's path under
+    ``root`` (``physics/001.txt``) to its group (see :func:`manifest_groups`), ``""`` if absent."""
+    groups = groups or {}
     rows = []
     for subject_dir, f in files:
         rel = _utf8_name(root, f.relative_to(root).as_posix())
@@ -213,10 +227,11 @@ def read_chunk_files(root: Path, files: list[tuple[Path, Path]]) -> pd.DataFrame
                 "id": rel.rsplit(".", 1)[0],
                 "text": _read_text_file(f),
                 "subject": subject_dir.name,
+                "group": groups.get(rel, ""),
                 "source": rel,
             }
         )
-    return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 # --- tables ----------------------------------------------------------------------------------------
@@ -391,8 +406,45 @@ def _field(path: Path, where: str, record: dict, column: str) -> str:
     return value.strip() if column != "id" else value
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """One row per record of the table file ``path``; without an ``id`` column, ids are ``<stem>-<n>``."""
+def _group_cell(path: Path, where: str, record: dict, column: str) -> str:
+    """A group cell as text (a number becomes its digits); missing or blank gives ``""``."""
+    try:
+        value = _cell(record.get(column))
+    except TypeError as exc:
+        raise CorpusError(
+            f"{path}: {where} has a {column!r} (the group, data.group_field) that is {exc}. "
+            "Make it a string, or leave it empty."
+        ) from None
+    return "" if value is None or is_blank(value) else value.strip()
+
+
+def group_column(path: Path, columns: set[str], group_field: str | None) -> str | None:
+    """The column of the table ``path`` (with ``columns``) holding groups, or ``None``.
+
+    ``group_field`` ``None`` picks the first of :data:`AUTO_GROUP_FIELDS` present; a name
+    must be present, or ONE error names the file, the key and the fix.
+
+    >>> group_column(Path("a.jsonl"), {"text", "subtopic"}, None)
+    'subtopic'
+    >>> group_column(Path("a.jsonl"), {"text", "chapter"}, None) is None
+    True
+    """
+    if group_field is None:
+        return next((c for c in AUTO_GROUP_FIELDS if c in columns), None)
+    if group_field not in columns:
+        raise CorpusError(
+            f"{path}: has no {group_field!r} column, which data.group_field names; found "
+            f"{sorted(columns)[:20]}. Set data.group_field to one of its columns, or to null "
+            f"(then the first of {list(AUTO_GROUP_FIELDS)} present is used, if any)."
+        )
+    return group_field
+
+
+def read_table(path: Path, group_field: str | None = None) -> pd.DataFrame:
+    """One row per record of the table file ``path``; without an ``id`` column, ids are ``<stem>-<n>``.
+
+    ``group`` comes from the column :func:`group_column` picks (``""`` where there is none).
+    """
     records = _table_records(path)
     if not records:
         raise CorpusError(
@@ -410,6 +462,7 @@ def read_table(path: Path) -> pd.DataFrame:
             f"{path}: missing column(s) {sorted(missing)}; found {sorted(columns)[:20]}. "
             "Each record needs a 'text' and a 'subject' field."
         )
+    group = group_column(path, columns, group_field)
     rows = []
     for i, (where, record) in enumerate(records):
         rows.append(
@@ -417,10 +470,50 @@ def read_table(path: Path) -> pd.DataFrame:
                 "id": _field(path, where, record, "id") if "id" in columns else f"{path.stem}-{i}",
                 "text": _field(path, where, record, "text"),
                 "subject": _field(path, where, record, "subject"),
+                "group": "" if group is None else _group_cell(path, where, record, group),
                 "source": path.name,
             }
         )
-    return pd.DataFrame(rows, columns=["id", "text", "subject", "source"])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def manifest_groups(root: Path, tables: list[Path], group_field: str | None) -> dict[str, str]:
+    """File under ``root`` -> group, from the manifests among ``tables`` (beside subject folders).
+
+    A manifest is a table with a ``file`` column (``physics/001.txt``, relative to ``root``)
+    and no ``text`` column, like ``data/chunks/manifest.csv``; its group column is chosen as
+    for a table of chunks (:func:`group_column`). Other tables are ignored. With
+    ``group_field`` set, the folder needs a manifest holding that column.
+    """
+    groups: dict[str, str] = {}
+    manifests = []
+    for table in tables:
+        records = [(w, r) for w, r in _table_records(table) if isinstance(r, dict)]
+        columns = {str(k) for _, record in records for k in record}
+        if MANIFEST_FILE_COLUMN not in columns or "text" in columns:
+            continue
+        manifests.append(table)
+        group = group_column(table, columns, group_field)
+        if group is None:
+            continue
+        for where, record in records:
+            name = _cell_or_none(record.get(MANIFEST_FILE_COLUMN))
+            if name:
+                groups[name.strip()] = _group_cell(table, where, record, group)
+    if group_field is not None and not manifests:
+        raise CorpusError(
+            f"{root}: data.group_field is {group_field!r}, but the subject folders have no manifest "
+            f"(a .csv/.jsonl table beside them with a {MANIFEST_FILE_COLUMN!r} column and a "
+            f"{group_field!r} column). Add one, or set data.group_field to null."
+        )
+    return groups
+
+
+def _cell_or_none(value: Any) -> str | None:
+    try:
+        return _cell(value)
+    except TypeError:
+        return None
 
 
 def holds_texts(table: Path) -> bool:

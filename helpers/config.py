@@ -106,6 +106,8 @@ class DataSettings(_Strict):
     seed: Seed = 13
     archive_max_bytes: Int = Field(default=ARCHIVE_MAX_BYTES, ge=1)
     archive_max_members: Int = Field(default=ARCHIVE_MAX_MEMBERS, ge=1)
+    # The column naming each chunk's group within its subject (null: subtopic or group if present)
+    group_field: str | None = Field(default=None, min_length=1)
 
 
 class ModelSpec(_Strict):

@@ -5,6 +5,12 @@ Accepted inputs (``paths.data_dir``):
 * a folder with one sub-folder per subject holding ``.txt``/``.md`` files, one chunk per file;
 * a ``.jsonl``/``.json``/``.csv``/``.parquet`` file, or a folder of them, with ``text`` and
   ``subject`` columns (an ``id`` column is used when present);
+
+Every row also gets a ``group``, a finer label within its subject (``""`` where the data has
+none): a table's ``data.group_field`` column (unset: ``subtopic`` or ``group`` when present),
+or for subject folders that column of a manifest beside them (``data/chunks/manifest.csv``).
+Groups never enter a cache or model key: those hash texts and subjects only.
+
 * a ``.tar.gz``/``.tgz``/``.tar.bz2``/``.tar.xz``/``.tar``/``.zip`` archive holding either of
   the above. It is extracted into a scratch folder (``.extract-*`` under ``scratch_dir``)
   within limits on size and member count, and removed afterwards (:mod:`helpers.archives`).
@@ -48,10 +54,12 @@ from .archives import (
     is_archive,
 )
 from .chunk_files import (
+    COLUMNS,
     TABLE_SUFFIXES,
     holds_texts,
     is_blank,
     listing,
+    manifest_groups,
     read_chunk_files,
     read_table,
     subject_chunk_files,
@@ -84,6 +92,7 @@ class _Context:
     scratch_dir: Path | None  # where archives are extracted (None: the system temp folder)
     budget: ArchiveBudget
     nesting: int = 0
+    group_field: str | None = None  # data.group_field (None: auto, see chunk_files.group_column)
 
 
 def _load_archive(path: Path, ctx: _Context) -> pd.DataFrame:
@@ -103,7 +112,7 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
         if is_archive(path):
             return _load_archive(path, ctx)
         if path.suffix.lower() in TABLE_SUFFIXES:
-            return read_table(path)
+            return read_table(path, ctx.group_field)
         raise CorpusError(
             f"{path}: unsupported file type. Use a folder of subject sub-folders, "
             f"a {'/'.join(sorted(TABLE_SUFFIXES))} file, or a {'/'.join(ARCHIVE_SUFFIXES)} archive."
@@ -120,11 +129,11 @@ def _load_path(path: Path, ctx: _Context) -> pd.DataFrame:
     archives = [p for p in files_here if is_archive(p)]
     if files:
         _refuse_beside_folders(path, [t for t in tables if holds_texts(t)], archives)
-        return read_chunk_files(path, files)
+        return read_chunk_files(path, files, manifest_groups(path, tables, ctx.group_field))
     if tables and archives:
         raise _mixed(path, f"tables ({_names(tables)})", "archives", archives)
     if tables:
-        return pd.concat([read_table(t) for t in tables], ignore_index=True)
+        return pd.concat([read_table(t, ctx.group_field) for t in tables], ignore_index=True)
     if len(archives) > 1:
         raise CorpusError(
             f"{path}: holds {len(archives)} archives ({_names(archives)}); only one corpus is read. "
@@ -226,8 +235,10 @@ def load_corpus(
     scratch_dir: str | Path | None = None,
     archive_max_bytes: int | None = None,
     archive_max_members: int | None = None,
+    group_field: str | None = None,
 ) -> Dataset:
-    """Load chunks from ``path`` into a :class:`datasets.Dataset` with ``id``, ``text``, ``subject``, ``source``.
+    """Load chunks from ``path`` into a :class:`datasets.Dataset` with ``id``, ``text``, ``subject``,
+    ``source`` and ``group`` (``""`` where the data has none; ``group_field`` as ``data.group_field``).
 
     Rows are sorted by subject and id; ``subjects`` selects subjects. A text found under two
     subjects is dropped from both with a warning; repeats within one subject (same text up
@@ -252,7 +263,10 @@ def load_corpus(
     )
     try:
         frame = _load_path(
-            path, _Context(None if scratch_dir is None else Path(scratch_dir), budget)
+            path,
+            _Context(
+                None if scratch_dir is None else Path(scratch_dir), budget, group_field=group_field
+            ),
         )
     except OSError as exc:
         raise CorpusError(
@@ -294,7 +308,10 @@ def load_corpus(
             ", ".join(frame.loc[long, "source"].astype(str).head(3)),
         )
     frame = frame.reset_index(drop=True)
-    return Dataset.from_pandas(frame[["id", "text", "subject", "source"]], preserve_index=False)
+    # Columns in their historical order, `group` last; every one a string column.
+    return Dataset.from_pandas(
+        frame[[c for c in COLUMNS if c != "group"] + ["group"]], preserve_index=False
+    )
 
 
 def _unprintable(name: str) -> str | None:
@@ -453,9 +470,13 @@ def corpus_splits(cfg, *, second: bool = False) -> DatasetDict:
             raise ConfigError(
                 f"{cfg.source}: 'paths.second_data_dir' is not set; point it at a second corpus"
             )
+        # data.subjects and data.group_field describe the main corpus; the second one keeps
+        # all its subjects and finds its groups itself (auto).
         path, subjects, cap = cfg.paths.second_data_dir, None, cfg.data.second_max_per_subject
+        group_field = None
     else:
         path, subjects, cap = cfg.paths.data_dir, cfg.data.subjects, cfg.data.max_per_subject
+        group_field = cfg.data.group_field
     ds = load_corpus(
         path,
         subjects=subjects,
@@ -464,6 +485,7 @@ def corpus_splits(cfg, *, second: bool = False) -> DatasetDict:
         scratch_dir=cfg.paths.results_dir,
         archive_max_bytes=cfg.data.archive_max_bytes,
         archive_max_members=cfg.data.archive_max_members,
+        group_field=group_field,
     )
     _SPLITS[key] = split_corpus(ds, test_fraction=cfg.data.test_fraction, seed=cfg.data.seed)
     return _SPLITS[key]

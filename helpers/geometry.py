@@ -401,6 +401,107 @@ def same_subject_auc(X: np.ndarray, labels: np.ndarray, rows=None) -> float:
     return float(roc_auc_score(labels[i] == labels[j], cosines))
 
 
+# --- graded similarity: subtopics within a subject ------------------------------------------------
+
+
+def ranked_average_precision(relevant_in_order) -> float:
+    """Average precision of a ranking given as relevance flags, best-ranked first.
+
+    The mean, over the relevant items, of the precision at each one's rank.
+
+    >>> ranked_average_precision([True, False, True])   # (1/1 + 2/3) / 2
+    0.8333333333333333
+    """
+    relevant = np.asarray(relevant_in_order, dtype=bool)
+    ranks = np.flatnonzero(relevant) + 1
+    return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+
+
+def expected_random_ap(n_candidates: int, n_relevant: int) -> float:
+    """Expected average precision of a uniformly random ranking of ``N`` candidates, ``R`` relevant.
+
+    Each rank ``k`` holds a relevant item with probability ``R/N``; given that, the other
+    ``k - 1`` items above it are relevant with probability ``(R-1)/(N-1)`` each, so
+    ``E[AP] = (1/N) sum_k (1 + (k-1)(R-1)/(N-1)) / k
+    = (R-1)/(N-1) + (N-R)/(N-1) * H_N/N`` with ``H_N`` the N-th harmonic number.
+
+    >>> expected_random_ap(2, 1)      # rank 1 (AP 1) or rank 2 (AP 1/2), equally likely
+    0.75
+    >>> expected_random_ap(5, 5)
+    1.0
+    """
+    N, R = int(n_candidates), int(n_relevant)
+    if not 1 <= R <= N:
+        raise ValueError(f"need 1 <= n_relevant <= n_candidates, got R={R}, N={N}")
+    if N == 1:
+        return 1.0
+    harmonic = float(np.sum(1.0 / np.arange(1, N + 1)))
+    return (R - 1) / (N - 1) + (N - R) / (N - 1) * harmonic / N
+
+
+def _subtopic_pools(subjects, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per item: whether it is a subtopic query, its candidates ``N`` and relevant ``R``.
+
+    Candidates are the other items of the same subject with a group (an item without one
+    cannot be judged, so it is neither query nor candidate); relevant ones share the group.
+    """
+    subjects, groups = np.asarray(subjects, dtype=str), np.asarray(groups, dtype=str)
+    labelled = groups != ""
+    pairs = np.char.add(np.char.add(subjects, "\x00"), groups)
+    _, subject_idx, subject_counts = np.unique(
+        subjects[labelled], return_inverse=True, return_counts=True
+    )
+    _, pair_idx, pair_counts = np.unique(pairs[labelled], return_inverse=True, return_counts=True)
+    n_candidates = np.zeros(len(groups), dtype=int)
+    n_relevant = np.zeros(len(groups), dtype=int)
+    n_candidates[labelled] = subject_counts[subject_idx] - 1
+    n_relevant[labelled] = pair_counts[pair_idx] - 1
+    usable = labelled & (n_relevant >= 1) & (n_candidates - n_relevant >= 1)
+    return usable, n_candidates, n_relevant
+
+
+def subtopic_average_precision(X: np.ndarray, subjects, groups) -> np.ndarray:
+    """Per item: how well its cosines rank its own subtopic first within its subject.
+
+    Each item (the query) with a group, at least one other item of its subject and group
+    and at least one of its subject in another group, ranks the other grouped items of its
+    subject by cosine to it; the value is the average precision of the same-group items in
+    that ranking (1 = all ranked first). Other items get NaN. Ties in cosine are ranked by
+    row order (a stable sort), so a tie never helps or hurts at random. Memory is linear:
+    one query's cosines at a time. Chance level: :func:`subtopic_chance_ap`.
+
+    >>> X = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    >>> subtopic_average_precision(X, ["a"] * 4, ["x", "x", "y", "y"])
+    array([1., 1., 1., 1.])
+    >>> subtopic_average_precision(X, ["a"] * 4, ["x", "y", "x", ""])   # query 1: no partner
+    array([0.5, nan, 0.5, nan])
+    """
+    U = unit_rows(X)
+    subjects, groups = np.asarray(subjects, dtype=str), np.asarray(groups, dtype=str)
+    usable, _, _ = _subtopic_pools(subjects, groups)
+    out = np.full(len(U), np.nan)
+    for subject in np.unique(subjects[usable]):
+        pool = np.flatnonzero((subjects == subject) & (groups != ""))
+        for q in np.flatnonzero(usable & (subjects == subject)):
+            others = pool[pool != q]
+            order = np.argsort(-(U[others] @ U[q]), kind="stable")
+            out[q] = ranked_average_precision(groups[others[order]] == groups[q])
+    return out
+
+
+def subtopic_chance_ap(subjects, groups) -> np.ndarray:
+    """Per item: the expected :func:`subtopic_average_precision` of a random ranking (NaN if not a query).
+
+    >>> subtopic_chance_ap(["a"] * 4, ["x", "x", "y", "y"])   # 3 candidates, 1 relevant
+    array([0.61111111, 0.61111111, 0.61111111, 0.61111111])
+    """
+    usable, n_candidates, n_relevant = _subtopic_pools(subjects, groups)
+    out = np.full(len(usable), np.nan)
+    for i in np.flatnonzero(usable):
+        out[i] = expected_random_ap(n_candidates[i], n_relevant[i])
+    return out
+
+
 def side_view(X: np.ndarray) -> np.ndarray:
     """Unit vectors seen from the side: coordinates along the mean direction and across it.
 

@@ -505,3 +505,46 @@ def test_unset_variable_in_a_path_is_named_and_nothing_is_created(
     variable = "BOOK_EMPTY" if "EMPTY" in written else "BOOK_UNSET"
     assert_mentions(message, "paths.results_dir", f"environment variable {variable}", "not set")
     assert not [p for p in tmp_path.rglob("*") if "$" in p.name]
+
+
+# --- data.group_field ---------------------------------------------------------------------------
+
+
+def _jsonl_corpus(folder: Path, **extra) -> None:
+    """Replace the tiny corpus by one JSONL table whose records also carry ``extra`` fields."""
+    import json
+
+    from conftest import corpus_records
+
+    records = [{**r, **extra} for r in corpus_records(folder)]
+    for sub in folder.iterdir():
+        for f in sub.iterdir():
+            f.unlink()
+        sub.rmdir()
+    (folder / "chunks.jsonl").write_text("\n".join(json.dumps(r) for r in records), "utf-8")
+
+
+def test_group_field_chapter_reaches_the_splits(tmp_path, write_config):
+    from helpers.corpus import corpus_splits
+
+    path = write_config(tmp_path, data={"group_field": "chapter"})
+    _jsonl_corpus(tmp_path / "corpus", chapter="Units and Measurement")
+    splits = corpus_splits(load_config(path))
+    assert set(splits["test"]["group"]) == {"Units and Measurement"}
+
+
+def test_group_field_missing_from_the_table_is_one_error_at_the_cli(tmp_path, write_config):
+    path = write_config(tmp_path, data={"group_field": "chapter"})
+    _jsonl_corpus(tmp_path / "corpus", section_title="Introduction")
+    run = subprocess.run(
+        [VENV_PYTHON, "-m", "helpers", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert_mentions(run.stderr + run.stdout, "chunks.jsonl", "data.group_field", "'chapter'")
+
+
+def test_group_field_must_be_a_name(tmp_path, write_config):
+    assert_mentions(config_error(write_config(tmp_path, data={"group_field": ""})), "group_field")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import tarfile
 import tempfile
@@ -30,7 +31,7 @@ def expected(root: Path) -> set[tuple[str, str]]:
 
 
 def assert_well_formed(ds) -> None:
-    assert ds.column_names == ["id", "text", "subject", "source"]
+    assert ds.column_names == ["id", "text", "subject", "source", "group"]
     assert len(set(ds["id"])) == len(ds), "ids must be unique"
     assert all(t.strip() == t and t for t in ds["text"])
 
@@ -176,6 +177,87 @@ def test_manifest_beside_subject_folders_is_not_data(tiny_corpus):
     ds = load_corpus(tiny_corpus)
     assert chunks(ds) == expected(tiny_corpus)
     assert "manifest.csv" not in ds["source"]
+
+
+# --- groups (a subtopic within a subject) ---------------------------------------------------
+
+
+def _groups(ds) -> dict[str, str]:
+    return dict(zip(ds["id"], ds["group"]))
+
+
+def test_subject_folders_take_groups_from_the_manifest(tiny_corpus):
+    files = sorted(p.relative_to(tiny_corpus).as_posix() for p in tiny_corpus.glob("*/*.txt"))
+    listed = files[:-1]  # the last chunk is not in the manifest: its group is ""
+    manifest = pd.DataFrame(
+        {
+            "file": listed,
+            "subject": [f.split("/")[0] for f in listed],
+            "subtopic": [f"topic {int(f[-7:-4]) % 2}" for f in listed],
+        }
+    )
+    manifest.to_csv(tiny_corpus / "manifest.csv", index=False)
+    groups = _groups(load_corpus(tiny_corpus))
+    assert groups["physics/001"] == "topic 1" and groups["biology/002"] == "topic 0"
+    assert groups[files[-1].rsplit(".", 1)[0]] == ""
+
+
+def test_groups_are_empty_without_a_manifest(tiny_corpus):
+    assert set(load_corpus(tiny_corpus)["group"]) == {""}
+
+
+def test_jsonl_subtopic_column_is_the_group(tiny_corpus, tmp_path):
+    records = corpus_records(tiny_corpus)
+    for i, r in enumerate(records):
+        r["subtopic"] = None if i == 0 else i % 3  # a missing cell, and numbers read as text
+    path = tmp_path / "chunks.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    groups = _groups(load_corpus(path))
+    assert groups[records[0]["id"]] == ""
+    assert groups[records[4]["id"]] == "1"
+
+
+def test_group_field_names_the_column(tiny_corpus, tmp_path):
+    records = [
+        {**r, "chapter": f"chapter {i % 2}", "subtopic": "ignored"}
+        for i, r in enumerate(corpus_records(tiny_corpus))
+    ]
+    path = tmp_path / "chunks.jsonl"
+    pd.DataFrame(records).to_json(path, orient="records", lines=True)
+    groups = _groups(load_corpus(path, group_field="chapter"))
+    assert set(groups.values()) == {"chapter 0", "chapter 1"}
+
+
+def test_missing_group_field_is_one_clear_error(tiny_corpus, tmp_path):
+    path = tmp_path / "chunks.jsonl"
+    pd.DataFrame(corpus_records(tiny_corpus)).to_json(path, orient="records", lines=True)
+    with pytest.raises(CorpusError) as info:
+        load_corpus(path, group_field="chapter")
+    message = str(info.value)
+    assert "chunks.jsonl" in message and "data.group_field" in message and "'chapter'" in message
+
+
+def test_group_field_on_subject_folders_needs_a_manifest_with_it(tiny_corpus):
+    with pytest.raises(CorpusError, match="no manifest.*data.group_field"):
+        load_corpus(tiny_corpus, group_field="chapter")
+    pd.DataFrame({"file": ["physics/000.txt"], "subtopic": ["x"]}).to_csv(
+        tiny_corpus / "manifest.csv", index=False
+    )
+    with pytest.raises(CorpusError, match="manifest.csv: has no 'chapter' column"):
+        load_corpus(tiny_corpus, group_field="chapter")
+
+
+def test_splits_keep_the_groups(tiny_corpus):
+    from helpers.corpus import restrict_subjects
+
+    rows = [
+        {"file": p.relative_to(tiny_corpus).as_posix(), "subtopic": p.stem}
+        for p in tiny_corpus.glob("*/*.txt")
+    ]
+    pd.DataFrame(rows).to_csv(tiny_corpus / "manifest.csv", index=False)
+    splits = restrict_subjects(split_corpus(load_corpus(tiny_corpus)), ["physics"])
+    for part in splits.values():
+        assert [g for g in part["group"]] == [i.split("/")[1] for i in part["id"]]
 
 
 def test_hidden_files_beside_subject_folders_are_not_data(tiny_corpus):

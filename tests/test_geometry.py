@@ -420,3 +420,96 @@ def test_nearest_neighbours_are_the_brute_force_ones_and_carry_the_knn_vote(seed
     for row, p in zip(idx, pred):
         votes = {lab: (y_train[row] == lab).sum() for lab in "abc"}
         assert votes[p] == max(votes.values())
+
+
+# --- graded similarity: subtopics within a subject ---------------------------------------------
+
+
+def subtopic_cloud(seed: int, separated: bool, n_per_group: int = 5, d: int = 24):
+    """Two subjects x three groups: groups far apart within a subject, or no structure at all."""
+    rng = rng_for(seed)
+    subjects = np.repeat(["bio", "phys"], 3 * n_per_group)
+    groups = np.tile(np.repeat(["g0", "g1", "g2"], n_per_group), 2)
+    X = rng.normal(size=(len(groups), d))
+    if separated:
+        centres = rng.normal(size=(6, d)) * 10
+        X = X + centres[np.repeat(np.arange(6), n_per_group)]
+    return X, subjects, groups
+
+
+@FEW
+@given(seed=seeds)
+def test_subtopic_ap_is_one_when_groups_are_separated(seed):
+    X, subjects, groups = subtopic_cloud(seed, separated=True)
+    np.testing.assert_allclose(g.subtopic_average_precision(X, subjects, groups), 1.0)
+
+
+def test_subtopic_ap_of_random_vectors_is_about_chance():
+    X, subjects, groups = subtopic_cloud(0, separated=False, n_per_group=40)
+    ap = g.subtopic_average_precision(X, subjects, groups)
+    chance = g.subtopic_chance_ap(subjects, groups)
+    assert not np.isnan(ap).any()
+    assert abs(ap.mean() - chance.mean()) < 0.02, (ap.mean(), chance.mean())
+
+
+@pytest.mark.parametrize("n, r", [(2, 1), (5, 1), (7, 3), (12, 11), (30, 4)])
+def test_expected_random_ap_matches_monte_carlo(n, r):
+    rng = rng_for(n * 100 + r)
+    relevant = np.arange(n) < r
+    simulated = np.mean(
+        [g.ranked_average_precision(rng.permutation(relevant)) for _ in range(40_000)]
+    )
+    assert abs(g.expected_random_ap(n, r) - simulated) < 0.005
+
+
+def test_subtopic_queries_need_a_partner_and_a_rival_in_their_subject():
+    X = rng_for(1).normal(size=(6, 4))
+    subjects = ["a", "a", "a", "b", "b", "c"]
+    groups = ["x", "x", "y", "x", "x", "x"]  # subject b has one group only; c one item
+    ap = g.subtopic_average_precision(X, subjects, groups)
+    chance = g.subtopic_chance_ap(subjects, groups)
+    assert np.isnan(ap).tolist() == [False, False, True, True, True, True]
+    assert np.isnan(chance).tolist() == np.isnan(ap).tolist()
+
+
+def test_subtopic_ties_are_ranked_by_row_order():
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    # Query 0 is orthogonal to all three: the tie keeps row order, so its partner ranks as its row.
+    assert g.subtopic_average_precision(X, ["a"] * 4, ["x", "x", "y", "y"])[0] == 1.0
+    assert g.subtopic_average_precision(X, ["a"] * 4, ["x", "y", "y", "x"])[0] == 1 / 3
+
+
+def _splits_with_groups(groups, subjects):
+    from datasets import Dataset, DatasetDict
+
+    part = Dataset.from_dict({"subject": list(subjects), "group": list(groups)})
+    return DatasetDict(train=part, test=part)
+
+
+def test_subtopic_retrieval_is_none_without_groups():
+    from helpers.analysis import SplitEmbeddings, subtopic_change, subtopic_retrieval
+
+    X, subjects, _ = subtopic_cloud(0, separated=True)
+    emb = SplitEmbeddings("m", X, X)
+    splits = _splits_with_groups([""] * len(X), subjects)
+    assert subtopic_retrieval({"m": emb}, splits) is None
+    assert subtopic_change(emb, emb, splits) is None
+
+
+def test_subtopic_retrieval_reports_each_model_against_chance():
+    from helpers.analysis import SplitEmbeddings, subtopic_change, subtopic_retrieval
+
+    X, subjects, groups = subtopic_cloud(0, separated=True)
+    noise = rng_for(1).normal(size=X.shape)
+    embeddings = {
+        "planted": SplitEmbeddings("p", X, X),
+        "noise": SplitEmbeddings("n", noise, noise),
+    }
+    table = subtopic_retrieval(embeddings, _splits_with_groups(groups, subjects)).set_index("model")
+    assert table.loc["planted", "mean AP"] == 1.0 and table.loc["planted", "mean AP low"] == 1.0
+    assert table.loc["noise", "mean AP low"] < table.loc["noise", "chance"] + 0.1
+    assert table["queries"].tolist() == [len(X)] * 2 and table["groups"].tolist() == [6, 6]
+    change = subtopic_change(
+        embeddings["planted"], embeddings["noise"], _splits_with_groups(groups, subjects)
+    )
+    assert change.low > 0

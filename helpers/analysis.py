@@ -30,6 +30,7 @@ from .geometry import (
     pairwise_memory,
     pc1_share,
     probe_classification,
+    resampled_silhouette,
     subtopic_average_precision,
     subtopic_chance_ap,
     unit_rows,
@@ -293,24 +294,69 @@ def silhouette_by_chunk(emb: SplitEmbeddings, splits) -> np.ndarray:
         )
 
 
+def _distances(emb: SplitEmbeddings) -> np.ndarray:
+    U = unit_rows(emb.test)
+    D = 1.0 - U @ U.T
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
+def silhouette_interval(
+    emb: SplitEmbeddings, splits, keep: np.ndarray | None = None, *, seed: int = 0
+) -> Interval:
+    """Mean held-out silhouette (of the chunks in ``keep``) with a 95% interval.
+
+    Each replicate resamples the held-out chunks and recomputes every drawn chunk's
+    silhouette among the drawn chunks (:func:`helpers.geometry.resampled_silhouette`),
+    since a chunk's silhouette depends on the others. The interval covers which chunks
+    were held out, for this one trained model; not another training run.
+    """
+    D, labels = _distances(emb), np.asarray(splits["test"]["subject"])
+    return resampled_interval(
+        lambda rows: resampled_silhouette(D, labels, rows, keep), len(labels), seed=seed
+    )
+
+
+def silhouette_change(
+    after: SplitEmbeddings,
+    before: SplitEmbeddings,
+    splits,
+    keep: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+) -> Interval:
+    """``after`` minus ``before`` mean silhouette over the same held-out chunks, with a 95%
+    interval from the same resamples of the chunks for both (see :func:`silhouette_interval`)."""
+    labels = np.asarray(splits["test"]["subject"])
+    D_after, D_before = _distances(after), _distances(before)
+
+    def change(rows):
+        return resampled_silhouette(D_after, labels, rows, keep) - resampled_silhouette(
+            D_before, labels, rows, keep
+        )
+
+    return resampled_interval(change, len(labels), seed=seed)
+
+
 def per_subject_separation(
     emb: SplitEmbeddings, splits, k: int = 5, trained_on: list[str] | None = None, seed: int = 0
 ) -> pd.DataFrame:
     """Per subject: held-out k-NN accuracy (count correct of n) and mean silhouette, with
-    95% bootstrap intervals over that subject's held-out chunks.
+    95% bootstrap intervals: over that subject's held-out chunks for k-NN (each chunk's
+    answer depends only on the training chunks), and from recomputed silhouettes of
+    resampled held-out chunks for the silhouette (:func:`silhouette_interval`).
 
     With ``trained_on`` (the fine-tuning subjects) a column ``trained on`` marks unseen
     subjects. k-NN is fit on the training chunks of every subject.
     """
     y_test = np.asarray(splits["test"]["subject"])
     correct = correct_by_chunk(emb, splits, k)
-    sil = silhouette_by_chunk(emb, splits)
     rows = []
     for subject in sorted(set(y_test)):
         mask = y_test == subject
         acc, sil_mean = (
             bootstrap_mean(correct[mask], seed=seed),
-            bootstrap_mean(sil[mask], seed=seed),
+            silhouette_interval(emb, splits, mask, seed=seed),
         )
         rows.append(
             {

@@ -559,6 +559,47 @@ def stratified_sample(labels, size: int, seed: int = 0) -> np.ndarray:
     return np.sort(idx)
 
 
+def resampled_silhouette(
+    D: np.ndarray, labels: np.ndarray, rows: np.ndarray, keep: np.ndarray | None = None
+) -> float:
+    """Mean silhouette of a resample ``rows`` (indices, repeats allowed) of the items.
+
+    ``D`` is the items' distance matrix. Each drawn item's silhouette is computed among the
+    drawn items, with each copy counted; the copies of the item itself are not its
+    neighbours (a copy is the same chunk, not a second chunk at distance 0). With ``keep``
+    (a boolean mask over the items) only drawn items in it are averaged. NaN when the draw
+    holds fewer than two labels. With ``rows = arange(n)`` it is scikit-learn's silhouette.
+
+    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> D = 1 - unit_rows(X) @ unit_rows(X).T
+    >>> labels = np.array(["a", "a", "b", "b"])
+    >>> round(resampled_silhouette(D, labels, np.arange(4)), 4)
+    0.9931
+    >>> round(resampled_silhouette(D, labels, np.array([0, 0, 2, 3])), 4)  # 0 alone: s = 0
+    0.4968
+    """
+    labels = np.asarray(labels)
+    names, code = np.unique(labels, return_inverse=True)
+    counts = np.bincount(np.asarray(rows), minlength=len(labels)).astype(float)
+    Y = np.eye(len(names))[code] * counts[:, None]  # drawn copies per item and label
+    sums, sizes = D @ Y, np.tile(Y.sum(axis=0), (len(labels), 1))
+    own = (np.arange(len(labels)), code)
+    sizes[own] -= counts  # the item's own copies are not its neighbours
+    if (Y.sum(axis=0) > 0).sum() < 2:
+        return float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / sizes
+    a = np.where(sizes[own] > 0, means[own], 0.0)
+    others = means.copy()
+    others[own] = np.inf
+    others[sizes <= 0] = np.inf
+    b = others.min(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(sizes[own] > 0, (b - a) / np.maximum(a, b), 0.0)  # alone: 0, as sklearn
+    weight = counts if keep is None else counts * np.asarray(keep, dtype=float)
+    return float((weight * s).sum() / weight.sum()) if weight.sum() > 0 else float("nan")
+
+
 def silhouette_estimate(
     X: np.ndarray, labels: np.ndarray, *, max_exact: int | None = None, seed: int = 0
 ) -> Silhouette:

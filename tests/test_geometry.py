@@ -513,3 +513,67 @@ def test_subtopic_retrieval_reports_each_model_against_chance():
         embeddings["planted"], embeddings["noise"], _splits_with_groups(groups, subjects)
     )
     assert change.low > 0
+
+
+# --- silhouette intervals that recompute the statistic ------------------------------------------
+
+
+def _explicit_resample_silhouette(D, labels, rows):
+    """Each drawn copy's silhouette among the drawn copies, written as loops."""
+    values = []
+    for i in rows:
+        same = [D[i, j] for j in rows if labels[j] == labels[i] and j != i]
+        if not same:
+            values.append(0.0)
+            continue
+        a = np.mean(same)
+        b = min(
+            np.mean([D[i, j] for j in rows if labels[j] == other])
+            for other in set(labels[rows]) - {labels[i]}
+        )
+        values.append((b - a) / max(a, b))
+    return float(np.mean(values))
+
+
+def test_resampled_silhouette_is_sklearns_without_repeats_and_counts_copies_with_them():
+    from sklearn.metrics import silhouette_samples
+
+    from helpers.geometry import resampled_silhouette, unit_rows
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 6))
+    X[:12] += 0.8
+    labels = np.array(["a"] * 12 + ["b"] * 10 + ["c"] * 8)
+    U = unit_rows(X)
+    D = 1 - U @ U.T
+    np.fill_diagonal(D, 0)
+    full = resampled_silhouette(D, labels, np.arange(30))
+    assert full == pytest.approx(silhouette_samples(U, labels, metric="cosine").mean())
+    for seed in range(5):
+        rows = np.random.default_rng(seed).integers(0, 30, 30)
+        assert resampled_silhouette(D, labels, rows) == pytest.approx(
+            _explicit_resample_silhouette(D, labels, rows)
+        )
+
+
+def test_silhouette_change_of_a_model_with_itself_is_zero_and_separation_is_certain():
+    from datasets import Dataset, DatasetDict
+
+    from helpers.analysis import SplitEmbeddings, silhouette_change, silhouette_interval
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["x", "y", "z"], 20)
+    centres = {s: rng.normal(size=8) * 3 for s in "xyz"}
+    X = np.stack([centres[s] + rng.normal(size=8) for s in labels])
+    part = Dataset.from_dict({"text": [str(i) for i in range(60)], "subject": list(labels)})
+    splits = DatasetDict(train=part, test=part)
+    emb = SplitEmbeddings(model="planted", train=X, test=X)
+    noise = SplitEmbeddings(model="noise", train=X, test=rng.normal(size=X.shape))
+    same = silhouette_change(emb, emb, splits)
+    assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)
+    separated = silhouette_interval(emb, splits)
+    assert separated.low > 0.3
+    gain = silhouette_change(emb, noise, splits)
+    assert gain.low > 0.3
+    unseen = silhouette_interval(emb, splits, keep=labels == "z")
+    assert unseen.low <= unseen.mean <= unseen.high

@@ -395,6 +395,18 @@ def subtopic_ap(emb: SplitEmbeddings, splits) -> np.ndarray:
     return subtopic_average_precision(emb.test, *_heldout_groups(splits))
 
 
+def has_subtopic_queries(splits) -> bool:
+    """Whether some held-out chunk has a subtopic partner in its subject (a query for
+    :func:`subtopic_retrieval`).
+
+    >>> from datasets import Dataset, DatasetDict
+    >>> part = Dataset.from_dict({"subject": ["a"] * 3, "group": ["x", "x", "y"]})
+    >>> has_subtopic_queries(DatasetDict(test=part))
+    True
+    """
+    return bool((~np.isnan(subtopic_chance_ap(*_heldout_groups(splits)))).any())
+
+
 def subtopic_retrieval(
     embeddings: dict[str, SplitEmbeddings], splits, *, seed: int = 0
 ) -> pd.DataFrame | None:

@@ -190,6 +190,7 @@ class Finetuning(_Strict):
     triplet_margin: Float = Field(default=0.3, gt=0, le=2)
     scale: Float = Field(default=20.0, gt=0, le=1000)  # multiple_negatives: 1 / temperature
     eval_steps: Int = Field(default=3, ge=1, le=10_000_000)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast where the CPU has it
     seed: Seed = 13
 
 

@@ -67,11 +67,11 @@ from sentence_transformers.base.evaluation import SentenceEvaluator
 from .config import ConfigError, Finetuning
 from .embeddings import texts_hash
 from .encoders import Encoder, build_sentence_transformer, quiet_transformers
-from .geometry import alignment, knn_classification, subject_silhouette, uniformity
+from .geometry import alignment, subject_silhouette, uniformity
 from .losses import SupervisedContrastiveLoss
 from .names import LOSSES, SIMCSE
 from .storage import settings_key
-from .training import TrainingLog, build_once, code_version, process_count
+from .training import TrainingLog, build_once, code_version, cpu_bf16, process_count
 
 
 def finetuning_inputs(settings: Finetuning, base: Encoder, splits, loss: str) -> dict:
@@ -155,8 +155,8 @@ def distributed_arguments(processes: int, gpus: bool) -> dict:
 def hold_out_validation(splits, fraction: float, seed: int = 0):
     """Split the training chunks into rows to train on and a validation set for stopping.
 
-    ``fraction`` of each subject's training chunks (at least one, and never all) go to
-    ``validation``; ``train`` keeps the rest and ``test`` is untouched. The draw uses its
+    ``fraction`` of each subject's training chunks (at least two where the subject has three or
+    more, so that a silhouette is defined, and never all) go to ``validation``; ``train`` keeps the rest and ``test`` is untouched. The draw uses its
     own ``seed``, the same for every run, so runs that differ in their training seed stop
     on the same chunks.
 
@@ -164,7 +164,7 @@ def hold_out_validation(splits, fraction: float, seed: int = 0):
     >>> train = Dataset.from_dict({"text": list("abcdefgh"), "subject": list("xxxxyyyy")})
     >>> parts = hold_out_validation(DatasetDict(train=train, test=train), 0.25)
     >>> len(parts["train"]), sorted(parts["validation"]["subject"])
-    (6, ['x', 'y'])
+    (4, ['x', 'x', 'y', 'y'])
     """
     from datasets import DatasetDict
 
@@ -173,7 +173,7 @@ def hold_out_validation(splits, fraction: float, seed: int = 0):
     held = []
     for subject in sorted(set(subjects)):
         rows = np.flatnonzero(subjects == subject)
-        n = min(max(1, round(fraction * len(rows))), len(rows) - 1)
+        n = min(max(2, round(fraction * len(rows))), len(rows) - 1)
         held += list(rng.choice(rows, size=n, replace=False)) if n > 0 else []
     held = np.sort(np.asarray(held, dtype=int))
     kept = np.setdiff1d(np.arange(len(subjects)), held)
@@ -206,7 +206,7 @@ def false_negative_share(subjects, batch_size: int, seed: int, batches: int = 20
     ``(n/m - 1) / (n - 1)`` for ``n`` rows, near 1/m.
 
     >>> round(false_negative_share(["a"] * 50 + ["b"] * 50, 32, seed=0), 2)
-    0.48
+    0.49
     """
     subjects = np.asarray(subjects)
     rng = np.random.default_rng(seed)
@@ -307,15 +307,16 @@ def _process_shares(sampler, processes: int) -> list:
 
 
 class SubjectSeparationEvaluator(SentenceEvaluator):
-    """Held-out silhouette, k-NN accuracy, alignment and uniformity, at each evaluation step.
+    """Held-out silhouette, alignment and uniformity, at each evaluation step.
 
     With a ``validation`` split it also reports that split's silhouette
-    (``validation_silhouette``), which the plateau rule reads.
+    (``validation_silhouette``), which the plateau rule reads. It encodes only the held-out
+    and validation chunks: every evaluation is time taken from training.
     """
 
     def __init__(self, splits):
         super().__init__()
-        self.parts = [k for k in ("train", "test", "validation") if k in splits]
+        self.parts = [k for k in ("test", "validation") if k in splits]
         self.texts = {k: list(splits[k]["text"]) for k in self.parts}
         self.subjects = {k: list(splits[k]["subject"]) for k in self.parts}
         self.primary_metric = "validation_silhouette" if "validation" in splits else "silhouette"
@@ -323,7 +324,6 @@ class SubjectSeparationEvaluator(SentenceEvaluator):
 
     def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict[str, float]:
         test_x = model.encode(self.texts["test"], convert_to_numpy=True)
-        train_x = model.encode(self.texts["train"], convert_to_numpy=True)
         y_test = self.subjects["test"]
         extra = {}
         if "validation" in self.parts:
@@ -334,9 +334,6 @@ class SubjectSeparationEvaluator(SentenceEvaluator):
         return {
             **extra,
             "silhouette": subject_silhouette(test_x, y_test),
-            "knn_accuracy": knn_classification(
-                train_x, self.subjects["train"], test_x, y_test
-            ).accuracy,
             # Wang & Isola (2020): same-subject chunks as the positive pairs.
             "alignment": alignment(test_x, np.asarray(y_test)),
             "uniformity": uniformity(test_x),
@@ -448,6 +445,7 @@ def training_arguments(
         save_strategy="no",
         report_to="none",
         use_cpu=not gpus,  # one process always trains on the CPU, as the book is built
+        bf16=cpu_bf16(settings.precision) and not gpus,
         disable_tqdm=not progress,
         **distributed_arguments(processes, gpus),
     )
@@ -472,6 +470,13 @@ def train_contrastive(
     model = build_sentence_transformer(base.path, base.pooling, base.normalize, f.max_length)
     if f.stop_at_plateau:
         splits = hold_out_validation(splits, f.validation_fraction)
+        rows, groups = len(splits["validation"]), len(set(splits["validation"]["subject"]))
+        if rows <= groups:
+            raise ConfigError(
+                f"key 'finetuning.stop_at_plateau' needs a validation silhouette, but the training "
+                f"split leaves {rows} validation rows for {groups} subjects (it needs more rows "
+                "than subjects). Fix: add training chunks or set finetuning.stop_at_plateau: false."
+            )
     train, loss, sampler = contrastive_objective(model, loss_name, splits, f, processes)
     if loss_name in ("batch_all_triplet", "supervised_contrastive"):
         assert_batches_mix_subjects(train, batch_size, f.seed, processes)

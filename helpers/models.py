@@ -91,7 +91,7 @@ def finetune_losses(cfg: Config) -> list[str]:
 
     >>> from helpers.config import Config
     >>> finetune_losses(Config.model_validate({"paths": {"data_dir": "."}}))
-    ['batch_all_triplet', 'multiple_negatives']
+    ['batch_all_triplet', 'multiple_negatives', 'supervised_contrastive']
     """
     return [*cfg.finetuning.losses, *(loss for loss in LOSSES if loss not in cfg.finetuning.losses)]
 

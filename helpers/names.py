@@ -7,7 +7,7 @@ here too, so the two can never disagree and ``config`` stays light.
 >>> "baseline" in ROLES
 True
 >>> LOSSES
-('batch_all_triplet', 'multiple_negatives')
+('batch_all_triplet', 'multiple_negatives', 'supervised_contrastive')
 >>> MIN_PER_SUBJECT == MIN_TRAIN_PER_SUBJECT + MIN_TEST_PER_SUBJECT
 True
 """

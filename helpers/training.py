@@ -191,3 +191,15 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def cpu_bf16(precision: str) -> bool:
+    """Whether to train in bf16 autocast: when asked, or with ``auto`` where the CPU has
+    native bf16 instructions (about 1.5x faster steps there, and slower elsewhere)."""
+    if precision != "auto":
+        return precision == "bf16"
+    import torch
+
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )

@@ -1,20 +1,34 @@
-"""Sphinx extension: tags from the book's configuration, for ``{only}`` blocks in chapters.
+"""Sphinx extension: tags from the book's configuration and data, for ``{only}`` blocks.
 
-``second_corpus`` is set when ``paths.second_data_dir`` names a corpus, so that sentences
-about findings on a second corpus appear only in a build that measured them (and a
-sentence saying nothing was measured appears in one that did not). Sphinx rebuilds every
-page when the tags change.
+Sentences about a finding appear only in a build that measured it, and a sentence saying
+nothing was measured appears in one that did not. Sphinx rebuilds every page when the
+tags change.
+
+* ``second_corpus``: ``paths.second_data_dir`` names a corpus;
+* ``unseen_subjects``: some held-out subject was not used for fine-tuning;
+* ``subtopics``: the corpus names subtopics, with a held-out chunk that has a partner.
 """
 
 from __future__ import annotations
 
 
 def _add_tags(app, config) -> None:
+    from helpers.analysis import has_subtopic_queries
     from helpers.config import load_config
+    from helpers.corpus import corpus_splits
+    from helpers.models import finetune_splits
 
     cfg = load_config(check_data=False)  # the same file the chapters read
     if cfg.paths.second_data_dir is not None:
         app.tags.add("second_corpus")
+    if not cfg.paths.data_dir.exists():
+        return  # the chapters will say what is missing
+    splits = corpus_splits(cfg)
+    seen = set(finetune_splits(cfg, splits)["train"]["subject"])
+    if set(splits["test"]["subject"]) - seen:
+        app.tags.add("unseen_subjects")
+    if has_subtopic_queries(splits):
+        app.tags.add("subtopics")
 
 
 def setup(app):

@@ -363,10 +363,16 @@ def plateau_stop(settings: Finetuning):
             self.history = [] if start is None else [start]
             self.reason = "epochs"
             self.started = time.perf_counter()
+            self.warmed = 0  # evaluations after the learning rate's warm-up
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             self.history.append(metrics["eval_validation_silhouette"])
-            flat = plateaued(self.history, settings.plateau_delta, settings.plateau_evaluations)
+            # A window that reaches into the warm-up would judge a run before it trains at
+            # its full rate.
+            self.warmed += state.global_step > args.get_warmup_steps(state.max_steps)
+            flat = self.warmed >= settings.plateau_evaluations and plateaued(
+                self.history, settings.plateau_delta, settings.plateau_evaluations
+            )
             if _agreed(flat):
                 self.reason = "plateau"
                 control.should_training_stop = True

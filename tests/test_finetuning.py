@@ -16,6 +16,7 @@ from helpers.config import Finetuning
 from helpers.finetuning import (
     false_negative_share,
     hold_out_validation,
+    plateau_stop,
     plateaued,
     train_contrastive,
 )
@@ -145,7 +146,8 @@ def test_a_flat_validation_curve_stops_the_run(tmp_path):
     """With delta 1 no gain counts: the rule stops after ``plateau_evaluations`` evaluations."""
     log = _tiny_run(tmp_path, "supervised_contrastive", epochs=50, plateau_delta=1.0)
     assert log["summary"]["stopped"] == "plateau"
-    assert log["summary"]["steps"] == 3  # evaluated every step; the start counts as one
+    # 38 rows in batches of 8 for 50 epochs would be over 150 steps; the warm-up is 10%.
+    assert log["summary"]["steps"] < 40
     assert log["summary"]["validation_rows"] == 10  # 20% of 24, per subject
     assert "eval_validation_silhouette" in log["records"][0]
 
@@ -161,3 +163,21 @@ def test_without_the_rule_a_run_takes_its_epochs(tmp_path):
     log = _tiny_run(tmp_path, "multiple_negatives", epochs=2, stop_at_plateau=False)
     assert log["summary"]["stopped"] == "epochs" and log["summary"]["validation_rows"] == 0
     assert log["summary"]["steps"] == 12  # 48 pairs in batches of 8, twice
+
+
+def test_the_plateau_rule_waits_for_the_end_of_the_warm_up():
+    """Evaluations while the rate still warms up never complete a plateau window."""
+    from types import SimpleNamespace
+
+    settings = Finetuning(plateau_delta=1.0, plateau_evaluations=3, max_minutes=100)
+    stop = plateau_stop(settings)(0.5)
+    args = SimpleNamespace(get_warmup_steps=lambda total: 10)
+    stopped_at = None
+    for step in range(1, 30):
+        control = SimpleNamespace(should_training_stop=False)
+        state = SimpleNamespace(global_step=step, max_steps=100)
+        stop.on_evaluate(args, state, control, metrics={"eval_validation_silhouette": 0.5})
+        if control.should_training_stop:
+            stopped_at = step
+            break
+    assert stopped_at == 13 and stop.reason == "plateau"  # steps 11, 12, 13 are warm

@@ -79,7 +79,7 @@ browser:
 ## Everything (the README's test command, run by CI): all tests, a strict build of the real
 ## book, the OpenStax claims, a browser check of every page; installs Chromium (root or sudo).
 test: $(STAMP) browser
-	$(BIN)/python -m pytest --doctest-modules helpers tests
+	$(BIN)/python -m pytest --durations=25 --doctest-modules helpers tests
 
 ## The fast loop before a commit (under 2 minutes, no browser, no sudo): ruff, the tests
 ## that neither train nor build, and the doctests of helpers/.

@@ -180,9 +180,12 @@ def build_book(repo: Path, env: dict) -> tuple[float, float, int, str]:
     return seconds, peak_mb, proc.returncode, log
 
 
-def claims_summary(config: Path, env: dict) -> str:
+def claims_summary(config: Path, env: dict, repo: Path) -> str:
+    # In the copy: `python -m` puts the working folder first on the path, so elsewhere
+    # another checkout's helpers (with another claims key) would answer.
     proc = subprocess.run(
         [sys.executable, "-m", "helpers", "--config", str(config), "claims"],
+        cwd=repo,
         env=env,
         capture_output=True,
         text=True,
@@ -267,7 +270,7 @@ def main() -> None:
             sys.exit(
                 "the build did not use the benchmark's results folder; the measurement is not cold"
             )
-        print(f"claims (random weights, verdicts meaningless): {claims_summary(config, env)}")
+        print(f"claims (random weights, verdicts meaningless): {claims_summary(config, env, repo)}")
         print(f"RESULT hub_book_build_seconds {seconds:.1f}")
         print(f"RESULT hub_peak_rss_mb {peak_mb:.0f}")
     finally:

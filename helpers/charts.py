@@ -50,6 +50,10 @@ PALETTE = [
     "#B09A00",
 ]
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+# A long text mark is cut to this share of its view's width. The static picture is measured
+# with vl-convert's fonts, and a browser draws the same text with its own (DejaVu Sans on
+# Debian: about 18% wider), which would run past the picture's edge and be clipped.
+TEXT_FIT = 0.8
 NO_FRAME = {"stroke": None}  # text-only views: no box around them
 FADED = "#c9ced6"  # unselected points: light grey, visible on the chart card in both themes
 VL_VERSION = "6.4"  # Altair 6 emits Vega-Lite 6.4 specs; vl-convert bundles that version
@@ -410,7 +414,7 @@ def selected_chunks_table(data: pd.DataFrame, selected, rows: int = 8, width: in
         base.transform_window(row="row_number()")
         .transform_filter(alt.datum.row <= rows)
         .transform_calculate(line="datum.subject + ': ' + datum.snippet")
-        .mark_text(align="left", x=0, fontSize=11, limit=width)
+        .mark_text(align="left", x=0, fontSize=11, limit=int(width * TEXT_FIT))
         .encode(
             y=alt.Y("row:O", axis=None),
             text="line:N",
@@ -594,7 +598,13 @@ def neighbour_explorer(
         .transform_filter(alt.datum.query == query)
         .transform_calculate(line="'Chosen (' + datum.subject + '): ' + datum.snippet")
         .mark_text(
-            align="left", baseline="top", x=0, y=0, fontSize=12, fontWeight="bold", limit=width
+            align="left",
+            baseline="top",
+            x=0,
+            y=0,
+            fontSize=12,
+            fontWeight="bold",
+            limit=int(width * TEXT_FIT),
         )
         .encode(text="line:N")
         .properties(width=width, height=18, view=NO_FRAME)
@@ -620,7 +630,7 @@ def neighbour_explorer(
                 line="datum.rank + '.  ' + format(datum.cosine, '.2f') + '  ' + datum.subject"
                 " + ': ' + datum.snippet"
             )
-            .mark_text(align="left", x=0, fontSize=11, limit=width)
+            .mark_text(align="left", x=0, fontSize=11, limit=int(width * TEXT_FIT))
             .encode(
                 y=alt.Y("rank:O", axis=None),
                 text="line:N",

@@ -97,3 +97,21 @@ def resampled_interval(
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(replicates, [tail, 100 - tail])
     return Interval(float(statistic(np.arange(n_items))), float(low), float(high))
+
+
+def paired_counts(after, before) -> tuple[int, int, float]:
+    """Items right only ``after``, items right only ``before`` (0/1 outcomes of the same
+    items), and the exact two-sided McNemar p-value of that split.
+
+    Only the items that changed carry information about a change; with a handful of them a
+    percentile bootstrap of the paired difference is too narrow, and this test is exact.
+
+    >>> paired_counts([1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 0, 1])
+    (4, 0, 0.125)
+    """
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(after, bool), np.asarray(before, bool)
+    gained, lost = int((a & ~b).sum()), int((~a & b).sum())
+    p = 1.0 if gained + lost == 0 else float(binomtest(gained, gained + lost, 0.5).pvalue)
+    return gained, lost, round(p, 10)

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 def _add_tags(app, config) -> None:
     from helpers.analysis import has_subtopic_queries
-    from helpers.config import load_config
+    from helpers.config import ConfigError, load_config
     from helpers.corpus import corpus_splits
     from helpers.models import finetune_splits
 
     cfg = load_config(check_data=False)  # the same file the chapters read
     if cfg.paths.second_data_dir is not None:
         app.tags.add("second_corpus")
-    if not cfg.paths.data_dir.exists():
-        return  # the chapters will say what is missing
-    splits = corpus_splits(cfg)
+    try:
+        splits = corpus_splits(cfg)
+    except (ConfigError, OSError, ValueError):
+        return  # data missing or bad: the chapters say what and how to fix it
     seen = set(finetune_splits(cfg, splits)["train"]["subject"])
     if set(splits["test"]["subject"]) - seen:
         app.tags.add("unseen_subjects")

@@ -35,7 +35,12 @@ from .geometry import (
     subtopic_chance_ap,
     unit_rows,
 )
-from .intervals import Interval, bootstrap_mean, paired_difference, resampled_interval
+from .intervals import (
+    Interval,
+    bootstrap_mean,
+    cluster_interval,
+    resampled_interval,
+)
 from .model_folders import NO_REMOTE_CODE, check_model_folder
 from .models import role_encoder
 from .names import DEFAULT_SHARD_SIZE
@@ -389,6 +394,11 @@ def _heldout_groups(splits) -> tuple[np.ndarray, np.ndarray]:
     return subjects, groups
 
 
+def _subtopic_ids(subjects: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """One id per (subject, subtopic): the clusters a subtopic interval resamples."""
+    return np.asarray([f"{s}\x00{g}" for s, g in zip(subjects, groups)])
+
+
 def subtopic_ap(emb: SplitEmbeddings, splits) -> np.ndarray:
     """Per held-out chunk: :func:`helpers.geometry.subtopic_average_precision` of its
     subtopic among the other held-out chunks of its subject (NaN where it is no query)."""
@@ -417,9 +427,10 @@ def subtopic_retrieval(
     ``queries`` and ``groups`` (subtopics among the queries). ``None`` when the held-out
     split has no usable query (no groups, or none with a partner in its subject).
 
-    The interval resamples the queries and recomputes their mean AP, with the candidate
-    pools (the held-out chunks each query ranks) and the model fixed: it covers which
-    queries were asked, not which chunks were held out or how the model was trained.
+    The interval resamples whole subtopics (queries of one subtopic share their partners,
+    so they are not independent; :func:`helpers.intervals.cluster_interval`), with the
+    candidate pools and the model fixed: it covers which subtopics were asked, not which
+    chunks were held out or how the model was trained.
 
     >>> from datasets import Dataset, DatasetDict
     >>> part = Dataset.from_dict({"subject": ["a"] * 4, "group": ["x", "x", "y", "y"]})
@@ -433,11 +444,12 @@ def subtopic_retrieval(
     queries = ~np.isnan(chance)
     if not queries.any():
         return None
-    n_groups = len(set(zip(subjects[queries], groups[queries])))
+    clusters = _subtopic_ids(subjects, groups)[queries]
+    n_groups = len(set(clusters))
     rows = []
     for name, emb in embeddings.items():
         ap = subtopic_ap(emb, splits)[queries]
-        interval = resampled_interval(lambda rows, ap=ap: ap[rows].mean(), len(ap), seed=seed)
+        interval = cluster_interval(ap, clusters, seed=seed)
         rows.append(
             {
                 "model": name,
@@ -454,8 +466,8 @@ def subtopic_change(
     after: SplitEmbeddings, before: SplitEmbeddings, splits, *, seed: int = 0
 ) -> Interval | None:
     """Mean change of subtopic AP (``after - before``) over the same held-out queries, with a
-    paired 95% interval (:func:`helpers.intervals.paired_difference`, resampling queries);
-    ``None`` without usable queries.
+    paired 95% interval that resamples whole subtopics
+    (:func:`helpers.intervals.cluster_interval`); ``None`` without usable queries.
 
     >>> from datasets import Dataset, DatasetDict
     >>> part = Dataset.from_dict({"subject": ["a"] * 4, "group": ["x", "x", "y", "y"]})
@@ -469,7 +481,8 @@ def subtopic_change(
     queries = ~np.isnan(ap_after)
     if not queries.any():
         return None
-    return paired_difference(ap_after[queries], ap_before[queries], seed=seed)
+    clusters = _subtopic_ids(*_heldout_groups(splits))[queries]
+    return cluster_interval(ap_after[queries] - ap_before[queries], clusters, seed=seed)
 
 
 def token_frequency_geometry(model_dir, texts: list[str], bins=(0, 1, 10, 100)) -> pd.DataFrame:

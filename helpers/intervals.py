@@ -115,3 +115,25 @@ def paired_counts(after, before) -> tuple[int, int, float]:
     gained, lost = int((a & ~b).sum()), int((~a & b).sum())
     p = 1.0 if gained + lost == 0 else float(binomtest(gained, gained + lost, 0.5).pvalue)
     return gained, lost, round(p, 10)
+
+
+def cluster_interval(
+    values, clusters, *, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+) -> Interval:
+    """The mean of ``values`` with a percentile interval that resamples whole ``clusters``.
+
+    Items of one cluster are not independent (queries of one subtopic share their
+    partners), so each replicate draws clusters with replacement and takes all their items.
+
+    >>> iv = cluster_interval([1.0, 1.0, 0.0, 0.0], ["a", "a", "b", "b"], n_boot=200)
+    >>> iv.mean, iv.low, iv.high
+    (0.5, 0.0, 1.0)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    _, which = np.unique(np.asarray(clusters), return_inverse=True)
+    sums, sizes = np.bincount(which, weights=values), np.bincount(which)
+    draws = np.random.default_rng(seed).integers(0, len(sizes), size=(n_boot, len(sizes)))
+    means = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Interval(float(values.mean()), float(low), float(high))

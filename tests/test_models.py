@@ -164,6 +164,7 @@ def _copy_with_edit(tmp_path: Path, name: str, module: str, old: str, new: str) 
     return root
 
 
+@pytest.mark.slow  # four processes that each name every model the book trains
 def test_editing_a_training_function_changes_the_model_folder(cfg, tmp_path):
     config = cfg.source
     same = _copy_with_edit(tmp_path, "same", "pretraining.py", "import math\n", "import math\n")

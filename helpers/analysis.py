@@ -343,6 +343,25 @@ def silhouette_change(
     return resampled_interval(change, len(labels), seed=seed)
 
 
+def mean_cosine_change(
+    after: SplitEmbeddings, before: SplitEmbeddings, *, seed: int = 0
+) -> Interval:
+    """``after`` minus ``before`` mean cosine of held-out pairs, with a 95% interval.
+
+    A chunk's mean cosine with the others depends on the other chunks, so each replicate
+    resamples the held-out chunks (the same for both models) and recomputes the mean over
+    the pairs of the resample; two copies of one chunk are not a pair.
+    """
+    S_after, S_before = (unit_rows(e.test) @ unit_rows(e.test).T for e in (after, before))
+
+    def change(rows):
+        pairs = rows[:, None] != rows[None, :]
+        grid = np.ix_(rows, rows)
+        return S_after[grid][pairs].mean() - S_before[grid][pairs].mean()
+
+    return resampled_interval(change, len(S_after), seed=seed)
+
+
 def per_subject_separation(
     emb: SplitEmbeddings, splits, k: int = 5, trained_on: list[str] | None = None, seed: int = 0
 ) -> pd.DataFrame:

@@ -579,3 +579,18 @@ def test_silhouette_change_of_a_model_with_itself_is_zero_and_separation_is_cert
     assert gain.low > 0.3
     unseen = silhouette_interval(emb, splits, keep=labels == "z")
     assert unseen.low <= unseen.mean <= unseen.high
+
+
+def test_mean_cosine_change_is_the_difference_of_mean_pairwise_cosines():
+    from helpers.analysis import SplitEmbeddings, mean_cosine_change
+
+    rng = np.random.default_rng(0)
+    before = rng.normal(size=(40, 6))
+    after = before + np.array([2.0, 0, 0, 0, 0, 0])  # a shared offset: pairs more alike
+    e = lambda X: SplitEmbeddings("m", X, X)  # noqa: E731
+    iv = mean_cosine_change(e(after), e(before))
+    expected = g.mean_pairwise_cosine(after) - g.mean_pairwise_cosine(before)
+    assert iv.mean == pytest.approx(expected, abs=1e-12)
+    assert 0 < iv.low < iv.mean < iv.high
+    same = mean_cosine_change(e(before), e(before))
+    assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)

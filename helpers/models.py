@@ -87,7 +87,7 @@ def finetune_splits(cfg: Config, splits):
 
 
 def finetune_losses(cfg: Config) -> list[str]:
-    """Every loss Chapter 5 compares: the configured ones first, then the rest of ``LOSSES``.
+    """Every loss Chapter 6 compares: the configured ones first, then the rest of ``LOSSES``.
 
     >>> from helpers.config import Config
     >>> finetune_losses(Config.model_validate({"paths": {"data_dir": "."}}))

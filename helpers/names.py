@@ -34,7 +34,7 @@ LOSSES: tuple[Loss, ...] = get_args(Loss)
 POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
 #: What :mod:`helpers.encoders` computes in (``encoding.precision``).
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
-#: Scales (1 / temperature) of Chapter 5's temperature study, trained one epoch each.
+#: Scales (1 / temperature) of Chapter 6's temperature study, trained one epoch each.
 TEMPERATURE_SCALES = (20.0, 100.0)
 TEMPERATURE_EPOCHS = 1
 #: The unsupervised SimCSE objective (Gao et al., 2021): each text paired with itself.

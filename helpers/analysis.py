@@ -13,6 +13,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ from .model_folders import NO_REMOTE_CODE, check_model_folder
 from .models import role_encoder
 from .names import DEFAULT_SHARD_SIZE
 from .shards import encode_shards, plan_shards, shard_encoder, shard_progress
+from .training import TrainingLog
 from .transforms import fit_transform
 
 # Readable names of the measurements, in the order tables show them.
@@ -360,6 +362,27 @@ def mean_cosine_change(
         return S_after[grid][pairs].mean() - S_before[grid][pairs].mean()
 
     return resampled_interval(change, len(S_after), seed=seed)
+
+
+def alignment_uniformity_paths(logs: Mapping[str, TrainingLog]) -> pd.DataFrame:
+    """Each training run's path in the alignment-uniformity plane, from its evaluator's log.
+
+    ``logs`` maps a run's name to its :class:`~helpers.training.TrainingLog`; one row per
+    evaluation, with columns ``run``, ``step``, ``alignment``, ``uniformity`` and
+    ``silhouette`` (the held-out values the evaluator logged).
+    """
+    names = {"eval_alignment": "alignment", "eval_uniformity": "uniformity"}
+    names["eval_silhouette"] = "silhouette"
+    return pd.concat(
+        [
+            log.frame()
+            .dropna(subset=["eval_alignment"])
+            .rename(columns=names)
+            .assign(run=run)[["run", "step", *names.values()]]
+            for run, log in logs.items()
+        ],
+        ignore_index=True,
+    )
 
 
 def per_subject_separation(

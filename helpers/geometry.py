@@ -377,6 +377,25 @@ def uniformity(X: np.ndarray, t: float = 2.0) -> float:
     return float(log_sum - np.log(n * (n - 1) / 2))
 
 
+def uniformity_floor(labels: np.ndarray, alignment_value: float, t: float = 2.0) -> float:
+    """The least :func:`uniformity` (with ``t``) any unit vectors with this :func:`alignment`
+    (``alpha`` = 2) over ``labels`` can have: ``log p - t * alignment``.
+
+    ``p`` is the share of same-label pairs among all pairs. Dropping the other pairs from
+    uniformity's mean leaves ``p`` times the same-label mean of ``exp(-t ||u - v||^2)``,
+    which by Jensen's inequality is at least ``exp(-t * alignment)``.
+
+    >>> round(uniformity_floor(np.array([0, 0, 1, 1]), 0.0), 4)  # 2 of 6 pairs: log(1/3)
+    -1.0986
+    """
+    labels = np.asarray(labels)
+    i, j = np.triu_indices(len(labels), k=1)
+    share = float(np.mean(labels[i] == labels[j]))
+    if share == 0:
+        raise ValueError("uniformity_floor needs at least one same-label pair")
+    return float(np.log(share) - t * alignment_value)
+
+
 def same_subject_auc(X: np.ndarray, labels: np.ndarray, rows=None) -> float:
     """How well a pair's cosine tells same-subject pairs from the rest: the ROC AUC over all pairs.
 

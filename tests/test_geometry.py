@@ -594,3 +594,32 @@ def test_mean_cosine_change_is_the_difference_of_mean_pairwise_cosines():
     assert 0 < iv.low < iv.mean < iv.high
     same = mean_cosine_change(e(before), e(before))
     assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    groups=st.integers(2, 5),
+    spread=st.floats(0.0, 3.0),
+)
+def test_uniformity_never_falls_below_its_floor(seed, groups, spread):
+    # From tight, far-apart groups (spread 0) to noise that hides them: the bound holds.
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(groups), 6)
+    centres = rng.normal(size=(groups, 8))
+    X = centres[labels] + spread * rng.normal(size=(len(labels), 8))
+    floor = g.uniformity_floor(labels, g.alignment(X, labels))
+    assert g.uniformity(X) >= floor - 1e-9
+
+
+def test_uniformity_floor_is_reached_by_collapsed_orthogonal_groups():
+    # Each group on one point, groups orthogonal: alignment 0 and uniformity
+    # log(p + (1 - p) e^-4), within e^-4 / p of log p.
+    labels = np.repeat([0, 1, 2], 4)
+    X = np.eye(3)[labels]
+    floor = g.uniformity_floor(labels, g.alignment(X, labels))
+    p = 3 * 6 / 66
+    assert floor == pytest.approx(np.log(p))
+    assert g.uniformity(X) == pytest.approx(np.log(p + (1 - p) * np.exp(-4.0)))
+    with pytest.raises(ValueError, match="same-label pair"):
+        g.uniformity_floor(np.arange(4), 0.0)

@@ -454,3 +454,23 @@ def test_neighbour_explorer_offers_each_query_and_lists_k_per_model():
     (param,) = [p for p in spec["params"] if p["name"] == "query"]
     assert param["value"] == 3 and param["bind"]["options"] == [0, 3, 5]
     assert len(param["bind"]["labels"]) == 3
+
+
+def test_alignment_uniformity_paths_keep_each_runs_evaluations_in_order():
+    from helpers.analysis import alignment_uniformity_paths
+
+    def log(*evaluations):
+        records = [{"step": 1, "loss": 0.5}]  # a training-loss row: not an evaluation
+        records += [
+            {"step": s, "eval_alignment": a, "eval_uniformity": u, "eval_silhouette": 0.1}
+            for s, a, u in evaluations
+        ]
+        return TrainingLog(records=records, seconds=1.0, parameters=1)
+
+    paths = alignment_uniformity_paths(
+        {"a": log((0, 1.5, -3.0), (3, 1.0, -2.0)), "b": log((0, 1.5, -3.0))}
+    )
+    assert list(paths.columns) == ["run", "step", "alignment", "uniformity", "silhouette"]
+    assert paths["run"].tolist() == ["a", "a", "b"]
+    assert paths["step"].tolist() == [0, 3, 0]
+    assert paths.loc[1, ["alignment", "uniformity"]].tolist() == [1.0, -2.0]
